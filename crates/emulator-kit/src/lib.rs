@@ -1,0 +1,1 @@
+//! Shared plumbing for the emulators: serving, fault injection, request counters, limits, SQLite files.
