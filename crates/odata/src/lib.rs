@@ -18,3 +18,9 @@ pub mod select;
 
 pub use orderby::{OrderBy, compare_rows, parse_orderby};
 pub use select::parse_select;
+pub mod prefer;
+
+pub use prefer::{Preference, Preferences};
+pub mod key;
+
+pub use key::{EntityKey, KeyValue, ResourcePath, Segment, parse_resource_path};
