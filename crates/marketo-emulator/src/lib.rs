@@ -1,1 +1,204 @@
 //! A local server that behaves on the wire like the Adobe Marketo Engage REST API.
+//!
+//! `url` stands for `https://{munchkinId}.mktorest.com`: identity at `/identity/oauth/token`, the Lead
+//! Database at `/rest/v1/...`, bulk extract at `/bulk/v1/...`. Everything is stored in one SQLite file
+//! (`marketo.sqlite` under `Config::state_dir`, or a temp file), and streamed by key so memory stays bounded
+//! by the page or batch size, not by the number of stored leads or activities.
+//!
+//! # Wire behaviour
+//! - Envelope `{"requestId":"hex#hex","success":..,"result":[..],"errors":[{"code":"601",..}],"warnings":[]}`
+//!   with HTTP 200 for API errors; string codes; 601/602 for unknown/expired tokens (Bearer header or the
+//!   deprecated `access_token` parameter); 605 wrong method; 609 bad JSON; 610 unknown path; 612 JSON body
+//!   without `application/json`; HTTP 413 for bodies over 1 MB and 414 for URIs over 8 KB.
+//! - `POST ...?_method=GET` with a form or JSON body; comma-separated and repeated list parameters;
+//!   `DELETE /rest/v1/leads.json` with a JSON body; dot-segments (`/rest/../bulk/...`) are resolved.
+//! - Limits (on by default, see [`Config`]): 100 calls / 20 s (606), 10 concurrent (615), 50,000 calls a
+//!   day (607); identity calls and 601/602 answers are free. `GET /rest/v1/stats/usage.json` reports usage.
+//!
+//! # Test surface (`/_emulator/...`, JSON; bad bodies get 400 `{"error":{"code","message"}}`)
+//! - `POST /_emulator/reset`: deletes every lead, activity, company, opportunity, role and export job;
+//!   custom fields, partitions and API users stay.
+//! - `POST /_emulator/seed` `{"seed":42,"leads":1000,"companies":100,"opportunities":100}`: deterministic
+//!   realistic records (one transaction; 1,000,000 leads in seconds). Seeded records write no activities.
+//!   Answers the counts and the id ranges created.
+//! - `POST /_emulator/marketer-edits` `{"leadId":1,"fields":{"title":"CFO"}}`: a marketer's edit (Change
+//!   Data Value activities with `Source` = `Marketo Flow Action`, no API attributes). `{"create":{..}}`
+//!   creates a lead as a marketer (New Lead with a non-API source), `{"deleteLeadId":1}` deletes one.
+//! - `POST /_emulator/users` `{"email":"x@y.com"}` → `{"client_id","client_secret","email"}`: a new
+//!   API-only user; `GET /_emulator/users` lists users (ids and emails, no secrets).
+//! - `GET|POST|DELETE /_emulator/faults`, `GET|DELETE /_emulator/counters` (from `mdsync-emulator-kit`):
+//!   an injected fault with a `code` answers the Marketo envelope with HTTP 200 unless `status` is set.
+//! - `GET /_emulator/usage`: the limit counters (calls today, in the window, in flight).
+
+mod activities;
+mod admin;
+mod bulk;
+mod envelope;
+mod fields;
+mod identity;
+mod lead_store;
+mod leads;
+mod limits;
+mod objects;
+mod paging;
+mod params;
+mod routes;
+mod seed;
+mod store;
+mod time;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use store::StoreError;
+
+/// Everything `mdsync emulate` can set; `Default` = real Marketo limits on.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address to bind; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// `Some` = persist in `marketo.sqlite` (and bulk files) in this directory; `None` = fresh temp store.
+    pub state_dir: Option<PathBuf>,
+    /// Rate, concurrency, quota and bulk limits; benchmarks turn them off.
+    pub limits_enabled: bool,
+    /// Lifetime of a new access token (the real service: 3600 s).
+    pub token_lifetime: Duration,
+    /// Shown in the description; the real host is `https://{munchkin_id}.mktorest.com`.
+    pub munchkin_id: String,
+    /// Calls per day before 607.
+    pub daily_quota: u64,
+    /// Calls per `rate_window` before 606.
+    pub rate_limit: u32,
+    pub rate_window: Duration,
+    /// Calls in flight before 615.
+    pub concurrency_limit: u32,
+    /// Activities scanned per page of the incremental endpoints (pages may be short while `moreResult`).
+    pub activity_scan_block: i64,
+    /// Bulk: jobs processing at once, jobs queued (including processing), bytes exported per day.
+    pub bulk_max_processing: u32,
+    pub bulk_max_queued: u32,
+    pub bulk_daily_bytes: u64,
+    /// The real status granularity (60 s between status changes); off by default so tests are fast.
+    pub bulk_status_delay: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            state_dir: None,
+            limits_enabled: true,
+            token_lifetime: Duration::from_secs(3600),
+            munchkin_id: "123-ABC-456".into(),
+            daily_quota: 50_000,
+            rate_limit: 100,
+            rate_window: Duration::from_secs(20),
+            concurrency_limit: 10,
+            activity_scan_block: 1000,
+            bulk_max_processing: 2,
+            bulk_max_queued: 10,
+            bulk_daily_bytes: 500 * 1024 * 1024,
+            bulk_status_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// What a client needs to connect; `Debug` redacts the secrets.
+#[derive(Clone, serde::Serialize)]
+pub struct Description {
+    /// Stands for `https://{munchkin_id}.mktorest.com`.
+    pub url: String,
+    pub munchkin_id: String,
+    /// The API-only user mdsync uses.
+    pub client_id: String,
+    pub client_secret: String,
+    /// That user's email (the `scope` of its tokens and the `Modifying User` of its activities).
+    pub api_user: String,
+    /// A second API-only user standing for another integration.
+    pub other_client_id: String,
+    pub other_client_secret: String,
+}
+
+impl std::fmt::Debug for Description {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Description")
+            .field("url", &self.url)
+            .field("munchkin_id", &self.munchkin_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("api_user", &self.api_user)
+            .field("other_client_id", &self.other_client_id)
+            .field("other_client_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Errors starting or stopping the emulator.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("marketo emulator store: {0}")]
+    Store(#[from] StoreError),
+    #[error("marketo emulator cannot bind: {0}")]
+    Bind(#[from] std::io::Error),
+}
+
+/// A running emulator.
+pub struct Running {
+    description: Description,
+    server: mdsync_emulator_kit::ServerHandle,
+    state: Arc<routes::AppState>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("description", &self.description)
+            .finish()
+    }
+}
+
+impl Running {
+    pub fn description(&self) -> &Description {
+        &self.description
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// Stops the server and flushes state (WAL checkpoint) before returning.
+    pub async fn shutdown(self) -> Result<(), Error> {
+        self.server.shutdown().await;
+        self.state.bulk.stop();
+        self.state.store.checkpoint()?;
+        Ok(())
+    }
+}
+
+/// Opens (or creates) the store, registers the built-in API users, binds and serves.
+pub async fn spawn(config: Config) -> Result<Running, Error> {
+    let store = store::Store::open(config.state_dir.as_deref())?;
+    let users = identity::ensure_builtin_users(&store)?;
+    let state = routes::AppState::new(config.clone(), store)?;
+    let router = routes::router(Arc::clone(&state));
+    let server = mdsync_emulator_kit::serve(config.listen, router).await?;
+    let url = format!("http://{}", server.local_addr());
+    state.bulk.start(Arc::clone(&state));
+    let description = Description {
+        url,
+        munchkin_id: config.munchkin_id.clone(),
+        client_id: users.sync.client_id.clone(),
+        client_secret: users.sync.client_secret.clone(),
+        api_user: users.sync.email.clone(),
+        other_client_id: users.other.client_id.clone(),
+        other_client_secret: users.other.client_secret.clone(),
+    };
+    Ok(Running {
+        description,
+        server,
+        state,
+    })
+}

@@ -1,0 +1,125 @@
+//! The SQLite file behind the emulator: one writer connection behind a mutex, extra reader connections for
+//! long streams (bulk exports) so they never hold the writer.
+
+use std::path::{Path, PathBuf};
+
+use parking_lot::{Mutex, MutexGuard};
+use rusqlite::Connection;
+
+/// Storage failures (I/O or SQL).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("stored JSON is corrupt: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+const FILE_NAME: &str = "marketo.sqlite";
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS api_users(
+    id INTEGER PRIMARY KEY, client_id TEXT NOT NULL UNIQUE, client_secret TEXT NOT NULL,
+    email TEXT NOT NULL, role TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens(
+    token TEXT PRIMARY KEY, user_id INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS tokens_user ON tokens(user_id, expires_at_ms);
+CREATE TABLE IF NOT EXISTS lead_fields(
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, display_name TEXT NOT NULL,
+    data_type TEXT NOT NULL, length INTEGER, read_only INTEGER NOT NULL, searchable INTEGER NOT NULL,
+    is_custom INTEGER NOT NULL, is_hidden INTEGER NOT NULL, description TEXT,
+    is_html_encoding INTEGER NOT NULL DEFAULT 1, is_sensitive INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS partitions(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, description TEXT);
+CREATE TABLE IF NOT EXISTS leads(
+    id INTEGER PRIMARY KEY, email_key TEXT, partition_id INTEGER NOT NULL DEFAULT 1,
+    created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS leads_email ON leads(email_key);
+CREATE INDEX IF NOT EXISTS leads_created ON leads(created_at);
+CREATE INDEX IF NOT EXISTS leads_updated ON leads(updated_at);
+CREATE TABLE IF NOT EXISTS lead_index(
+    field_id INTEGER NOT NULL, value TEXT NOT NULL, lead_id INTEGER NOT NULL,
+    PRIMARY KEY(field_id, value, lead_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS lead_index_lead ON lead_index(lead_id);
+CREATE TABLE IF NOT EXISTS activities(
+    id INTEGER PRIMARY KEY, lead_id INTEGER NOT NULL, activity_at INTEGER NOT NULL,
+    type_id INTEGER NOT NULL, pav_id INTEGER, pav TEXT, fields TEXT, attributes TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS activities_at ON activities(activity_at);
+CREATE INDEX IF NOT EXISTS activities_lead ON activities(lead_id, id);
+CREATE TABLE IF NOT EXISTS objects(
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, guid TEXT NOT NULL, dedupe TEXT NOT NULL,
+    data TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+    UNIQUE(kind, dedupe));
+CREATE INDEX IF NOT EXISTS objects_guid ON objects(kind, guid);
+CREATE TABLE IF NOT EXISTS export_jobs(
+    id TEXT PRIMARY KEY, seq INTEGER NOT NULL, kind TEXT NOT NULL, user_id INTEGER NOT NULL,
+    format TEXT NOT NULL, status TEXT NOT NULL, request TEXT NOT NULL, created_at INTEGER NOT NULL,
+    queued_at INTEGER, started_at INTEGER, finished_at INTEGER, number_of_records INTEGER,
+    file_size INTEGER, file_checksum TEXT, error_msg TEXT);
+"#;
+
+/// The emulator's database.
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+    files_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Store {
+    /// Opens `<dir>/marketo.sqlite` (or a temp file) and creates the schema and the standard lead fields.
+    pub fn open(dir: Option<&Path>) -> Result<Self, StoreError> {
+        let (conn, temp) = mdsync_emulator_kit::open_database(dir, FILE_NAME)?;
+        conn.execute_batch(SCHEMA)?;
+        let path = conn
+            .path()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(FILE_NAME));
+        let base = dir
+            .map(Path::to_path_buf)
+            .or_else(|| temp.as_ref().map(|t| t.path().to_path_buf()))
+            .unwrap_or_else(std::env::temp_dir);
+        let files_dir = base.join("marketo-exports");
+        std::fs::create_dir_all(&files_dir)?;
+        crate::fields::seed_standard_fields(&conn)?;
+        conn.execute(
+            "INSERT OR IGNORE INTO partitions(id, name, description) VALUES (1, 'Default', 'Initial Lead Partition')",
+            [],
+        )?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            path,
+            files_dir,
+            _temp: temp,
+        })
+    }
+
+    /// The writer connection; hold it only for one request's work.
+    pub fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock()
+    }
+
+    /// A fresh read connection for long streams (WAL lets it read while the writer writes).
+    pub fn reader(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch("PRAGMA cache_size = -8192;")?;
+        Ok(conn)
+    }
+
+    /// Where bulk export files are written.
+    pub fn files_dir(&self) -> &Path {
+        &self.files_dir
+    }
+
+    /// Flushes the WAL into the main file.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        mdsync_emulator_kit::checkpoint(&self.lock())?;
+        Ok(())
+    }
+}
