@@ -1,0 +1,1 @@
+//! mdsync state store (being written).
