@@ -4,8 +4,9 @@ use serde_json::{Value, json};
 
 /// HRESULT Dataverse returns for OData query/URI problems (syntax errors, unknown properties, bad literals).
 pub const QUERY_ERROR_CODE: &str = "0x80060888";
-/// HRESULT of a `$batch` framing or Content-ID problem (generic `CrmHttpError` family).
-pub const BATCH_ERROR_CODE: &str = "0x8006088a";
+/// HRESULT used for `$batch` framing and Content-ID problems (ODataLib reader errors surface as the
+/// same OData exception code as query errors; inferred, not observed).
+pub const BATCH_ERROR_CODE: &str = QUERY_ERROR_CODE;
 
 /// An OData request error: HTTP status, hex HRESULT code string and the service's message.
 ///

@@ -24,3 +24,8 @@ pub use prefer::{Preference, Preferences};
 pub mod key;
 
 pub use key::{EntityKey, KeyValue, ResourcePath, Segment, parse_resource_path};
+pub mod batch;
+
+pub use batch::{
+    BatchPart, BatchRequest, BatchResponse, BatchResponseWriter, ContentIds, parse_batch,
+};
