@@ -111,8 +111,9 @@ impl Preferences {
             pattern == "*"
                 || pattern.eq_ignore_ascii_case(annotation)
                 || pattern.strip_suffix('*').is_some_and(|prefix| {
-                    annotation.len() >= prefix.len()
-                        && annotation[..prefix.len()].eq_ignore_ascii_case(prefix)
+                    annotation
+                        .get(..prefix.len())
+                        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
                 })
         };
         let patterns: Vec<&str> = list
@@ -247,6 +248,9 @@ mod tests {
             ),
             ("*,-OData.Community.Display.V1.FormattedValue", fv, false),
             ("", fv, false),
+            ("é*", "éa", true),
+            ("ab*", "aé", false),
+            ("a*", "éa", false),
         ];
         for (requested, annotation, expected) in cases {
             assert_eq!(
