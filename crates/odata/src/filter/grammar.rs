@@ -15,7 +15,7 @@ use crate::error::{ODataError, char_position};
 use crate::literal::{Input, Literal, UNTERMINATED_STRING, keyword, literal, literal_list};
 
 /// Deepest nesting of parentheses, `not` and function calls accepted.
-pub(crate) const MAX_DEPTH: usize = 100;
+pub const MAX_DEPTH: usize = 100;
 
 const EXPRESSION_EXPECTED: &str = "expression expected";
 const CLOSE_PAREN_OR_OPERATOR: &str = "')' or operator expected";

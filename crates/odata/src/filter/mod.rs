@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 pub use condition::{Condition, ConditionOperator, FUNCTION_NAMESPACE};
 pub use grammar::CompareOp;
+pub use grammar::MAX_DEPTH as MAX_NESTING;
 pub(crate) use grammar::identifier;
 
 use crate::compare::{Scalar, compare, equals};
