@@ -1136,20 +1136,36 @@ pub enum PushPlan {
     DeadLetter(PlannedDeadLetter),
 }
 
+/// The inputs of [`plan_push_person`].
+#[derive(Clone, Copy, Debug)]
+pub struct PushRequest<'a> {
+    pub person: &'a MarketoPerson,
+    /// The person's link, if any.
+    pub link: Option<&'a Link>,
+    /// The result of looking the person's email up among leads and contacts (done by the caller, before
+    /// creating, to avoid duplicates).
+    pub crm_match: Option<(CrmEntity, Uuid)>,
+    /// `--as lead|contact`.
+    pub as_entity: CrmEntity,
+    /// `--owner`: a `systemuserid`.
+    pub owner: Option<Uuid>,
+    /// The id to create the record with, so a retried create is an upsert of the same record.
+    pub new_id: Uuid,
+    pub now: DateTime<Utc>,
+}
+
 /// Plans pushing a Marketo-only person to Dynamics ("Sync Person to Microsoft": create the lead if
-/// missing, no-op if present, optional owner). `crm_match` is the result of looking the person's email up
-/// among leads and contacts (done by the caller, before creating, to avoid duplicates); `new_id` is the id
-/// to create the record with, so a retried create is an upsert of the same record.
-pub fn plan_push_person(
-    settings: &PlanSettings,
-    person: &MarketoPerson,
-    link: Option<&Link>,
-    crm_match: Option<(CrmEntity, Uuid)>,
-    as_entity: CrmEntity,
-    owner: Option<Uuid>,
-    new_id: Uuid,
-    now: DateTime<Utc>,
-) -> PushPlan {
+/// missing, no-op if present, optional owner). "Sync as contact" creates a contact directly.
+pub fn plan_push_person(settings: &PlanSettings, request: PushRequest<'_>) -> PushPlan {
+    let PushRequest {
+        person,
+        link,
+        crm_match,
+        as_entity,
+        owner,
+        new_id,
+        now,
+    } = request;
     if let Some(l) = link {
         return PushPlan::AlreadyLinked {
             crm_entity: l.crm_entity,
