@@ -159,6 +159,11 @@ impl Client {
                     if let Some(id) = &page.request_id {
                         span.record("request_id", id.as_str());
                     }
+                    tracing::debug!(
+                        request_id = page.request_id.as_deref().unwrap_or(""),
+                        records = page.result.len(),
+                        "Marketo call succeeded"
+                    );
                     return Ok(page);
                 }
                 Err(err) => err,
@@ -166,10 +171,19 @@ impl Client {
             if let Error::Api {
                 request_id: Some(id),
                 ..
+            }
+            | Error::DailyQuota {
+                request_id: Some(id),
+                ..
+            }
+            | Error::BulkQuota {
+                request_id: Some(id),
+                ..
             } = &err
             {
                 span.record("request_id", id.as_str());
             }
+            tracing::debug!(error = %err, "Marketo call attempt failed");
             if not_counted(&err) {
                 self.inner.limiter.budget().refund();
             }

@@ -4,7 +4,6 @@
 //! A rolling window of send times (not a token bucket): Marketo counts calls in a rolling window, so a
 //! bucket refilled at 90/20 s could still put 100+ calls in some 20 s span after an idle period.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,21 +17,32 @@ use crate::error::Error;
 /// Sliding-window rate limit plus a concurrency cap plus the daily budget.
 #[derive(Debug)]
 pub struct Limiter {
-    window: Mutex<RateWindow>,
+    window: Arc<Mutex<RateWindow>>,
     concurrency: Arc<Semaphore>,
     budget: Budget,
 }
 
-/// Held for the duration of one HTTP call; releases the concurrency slot on drop.
+/// Held for the duration of one HTTP call; on drop it releases the concurrency slot and re-dates its
+/// rate slot to the completion time. The server counts a call when it arrives, somewhere between our send
+/// and the response; counting it until `window` after completion keeps us under the server's count even
+/// when latencies vary.
 #[derive(Debug)]
 pub struct Permit {
     _slot: OwnedSemaphorePermit,
+    window: Arc<Mutex<RateWindow>>,
+    id: u64,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.window.lock().complete(self.id, Instant::now());
+    }
 }
 
 impl Limiter {
     pub fn new(rate: u32, window: Duration, max_concurrency: usize, daily_budget: u64) -> Self {
         Self {
-            window: Mutex::new(RateWindow::new(rate, window)),
+            window: Arc::new(Mutex::new(RateWindow::new(rate, window))),
             concurrency: Arc::new(Semaphore::new(max_concurrency.max(1))),
             budget: Budget::new(daily_budget),
         }
@@ -47,15 +57,20 @@ impl Limiter {
             .acquire_owned()
             .await
             .map_err(|_| Error::Config("the call limiter was closed".into()))?;
-        loop {
+        let id = loop {
             let verdict = self.window.lock().try_take(Instant::now());
             match verdict {
-                Ok(()) => break,
+                Ok(id) => break id,
                 Err(until) => tokio::time::sleep_until(until).await,
             }
-        }
+        };
+        let permit = Permit {
+            _slot: slot,
+            window: Arc::clone(&self.window),
+            id,
+        };
         self.budget.spend()?;
-        Ok(Permit { _slot: slot })
+        Ok(permit)
     }
 
     /// Makes every caller wait until `until` (after a 606 the server's window is full, whatever we counted).
@@ -68,12 +83,14 @@ impl Limiter {
     }
 }
 
-/// Send times within the last `window`, and an optional server-imposed pause.
+/// Send (then completion) times within the last `window`, and an optional server-imposed pause.
 #[derive(Debug)]
 pub struct RateWindow {
     max: u32,
     window: Duration,
-    sends: VecDeque<Instant>,
+    /// (call id, time) — at most `max` entries, so linear scans are cheap.
+    calls: Vec<(u64, Instant)>,
+    next_id: u64,
     paused_until: Option<Instant>,
 }
 
@@ -82,33 +99,40 @@ impl RateWindow {
         Self {
             max: max.max(1),
             window,
-            sends: VecDeque::new(),
+            calls: Vec::new(),
+            next_id: 0,
             paused_until: None,
         }
     }
 
-    /// Records a send at `now` when allowed, or says when to try again.
-    pub fn try_take(&mut self, now: Instant) -> Result<(), Instant> {
+    /// Records a call at `now` when allowed (returning its id), or says when to try again.
+    pub fn try_take(&mut self, now: Instant) -> Result<u64, Instant> {
         if let Some(until) = self.paused_until {
             if now < until {
                 return Err(until);
             }
             self.paused_until = None;
         }
-        while let Some(&oldest) = self.sends.front() {
-            if now.duration_since(oldest) >= self.window {
-                self.sends.pop_front();
-            } else {
-                break;
-            }
-        }
-        if self.sends.len() < self.max as usize {
-            self.sends.push_back(now);
-            Ok(())
+        let window = self.window;
+        self.calls
+            .retain(|(_, at)| now.saturating_duration_since(*at) < window);
+        if self.calls.len() < self.max as usize {
+            let id = self.next_id;
+            self.next_id += 1;
+            self.calls.push((id, now));
+            Ok(id)
         } else {
-            // The queue is non-empty here because max >= 1.
-            let oldest = self.sends.front().copied().unwrap_or(now);
+            let oldest = self.calls.iter().map(|(_, at)| *at).min().unwrap_or(now);
             Err(oldest + self.window)
+        }
+    }
+
+    /// Moves call `id` to `now` (its completion), if it is still counted.
+    pub fn complete(&mut self, id: u64, now: Instant) {
+        if let Some(entry) = self.calls.iter_mut().find(|(i, _)| *i == id)
+            && entry.1 < now
+        {
+            entry.1 = now;
         }
     }
 
@@ -118,10 +142,10 @@ impl RateWindow {
         }
     }
 
-    /// Sends recorded in the current window.
+    /// Calls recorded in the current window.
     #[cfg(test)]
     pub fn in_window(&self) -> usize {
-        self.sends.len()
+        self.calls.len()
     }
 }
 
@@ -243,6 +267,19 @@ mod tests {
         w.pause_until(t0 + Duration::from_secs(2));
         assert_eq!(w.try_take(t0), Err(t0 + Duration::from_secs(5)));
         assert!(w.try_take(t0 + Duration::from_secs(5)).is_ok());
+    }
+
+    #[test]
+    fn a_completed_call_counts_from_its_completion() {
+        let t0 = Instant::now();
+        let mut w = RateWindow::new(1, Duration::from_secs(20));
+        let id = w.try_take(t0).unwrap();
+        w.complete(id, t0 + Duration::from_secs(3));
+        assert_eq!(
+            w.try_take(t0 + Duration::from_secs(20)),
+            Err(t0 + Duration::from_secs(23))
+        );
+        assert!(w.try_take(t0 + Duration::from_secs(23)).is_ok());
     }
 
     #[test]

@@ -645,6 +645,31 @@ async fn custom_lead_fields_are_created_and_listed() {
     assert!(describe.fields.iter().any(|f| f.name == "msftId"));
 }
 
+#[tokio::test]
+async fn long_filter_queries_go_as_post_with_method_get() {
+    let env = Env::default().await;
+    let client = env.client();
+    let padding = "x".repeat(30);
+    let records: Vec<Record> = (0..300)
+        .map(|i| lead(&format!("{padding}{i}@example.com"), "Long"))
+        .collect();
+    create(&client, &records).await;
+    let emails: Vec<String> = (0..300)
+        .map(|i| format!("{padding}{i}@example.com"))
+        .collect();
+    let mut pager = client
+        .leads_by_filter("email", &emails, &["email"], None)
+        .unwrap();
+    let mut found = 0;
+    while let Some(page) = pager.next_page().await.unwrap() {
+        found += page.len();
+    }
+    assert_eq!(found, 300);
+    // The sync plus the query: both POSTs (the query as `?_method=GET`, its URI would exceed 8 KB).
+    assert_eq!(env.count("POST /rest/v1/leads.json").await, 2);
+    assert_eq!(env.count("GET /rest/v1/leads.json").await, 0);
+}
+
 // ---------------------------------------------------------------- incremental reads
 
 #[tokio::test]
