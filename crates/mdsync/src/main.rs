@@ -1,1 +1,77 @@
-fn main() {}
+//! `mdsync`: the command-line entry point (emulators, quickstart, benchmarks).
+
+mod bench;
+mod emulate;
+mod http;
+mod quickstart;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mdsync",
+    version,
+    about = "Sync between Dynamics 365 (Dataverse) and Marketo Engage"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the Dataverse and Marketo emulators until SIGINT/SIGTERM.
+    Emulate(emulate::EmulateArgs),
+    /// Run everything that exists end to end on the embedded defaults and say what it did.
+    Quickstart(quickstart::QuickstartArgs),
+    /// Benchmarks (printed as a table and written as JSON).
+    Bench {
+        #[command(subcommand)]
+        target: BenchTarget,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchTarget {
+    /// The emulators' throughput and memory with limits off.
+    Emulator(bench::BenchEmulatorArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // Logs go to stderr so stdout stays machine-readable (`emulate --print-json`).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("warn,mdsync=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Emulate(args) => emulate::run(args).await,
+            Command::Quickstart(args) => quickstart::run(args).await,
+            Command::Bench {
+                target: BenchTarget::Emulator(args),
+            } => bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
