@@ -293,6 +293,9 @@ struct Planner<'a> {
     input: CycleInput<'a>,
     plan: CyclePlan,
     decisions: Decisions,
+    /// Sync-filter flags read in this batch's CRM rows, newer than the links' (a Yes → No in the same batch
+    /// must also stop that record's Marketo changes).
+    filter_now: HashMap<Uuid, FilterValue>,
     pending_marketo: HashMap<i64, &'a BTreeMap<String, MarketoFieldChange>>,
 }
 
@@ -309,6 +312,7 @@ pub fn plan_cycle(settings: &PlanSettings, input: CycleInput<'_>) -> CyclePlan {
         input,
         plan: CyclePlan::default(),
         decisions: HashMap::new(),
+        filter_now: HashMap::new(),
         pending_marketo,
     };
     for change in input.crm {
@@ -406,6 +410,9 @@ impl<'a> Planner<'a> {
         } else {
             FilterValue::Missing
         };
+        if link.is_some() {
+            self.filter_now.insert(record.id, filter);
+        }
         match sync_filter::transition(link.map(|l| l.filter), filter) {
             FilterTransition::Skipped => {
                 self.skip(
@@ -1005,7 +1012,12 @@ impl<'a> Planner<'a> {
             return;
         };
         let entity = link.crm_entity;
-        if !link.filter.syncs() {
+        let filter = self
+            .filter_now
+            .get(&link.crm_id)
+            .copied()
+            .unwrap_or(link.filter);
+        if !filter.syncs() {
             self.skip(
                 entity,
                 Some(link.crm_id),
