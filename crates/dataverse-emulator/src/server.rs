@@ -93,7 +93,8 @@ pub async fn spawn(config: Config) -> Result<Running, Error> {
         .merge(crate::admin::routes(shared.clone()))
         .fallback(entry)
         .with_state(shared.clone());
-    let app = mdsync_emulator_kit::instrument(router, faults, counters, render_panic);
+    let app = mdsync_emulator_kit::instrument(router, faults, counters, render_panic)
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), protect));
     let handle = mdsync_emulator_kit::serve(config.listen, app).await?;
     let url = format!("http://{}", handle.local_addr());
     let ids = &shared.ids;
@@ -232,15 +233,6 @@ async fn entry(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Respons
             return ApiError::unauthorized(&challenge, &format!("The access token is invalid: {p:?}.")).into_response();
         }
     };
-    let key = claims
-        .get("oid")
-        .and_then(Value::as_str)
-        .unwrap_or("anonymous")
-        .to_string();
-    let permit = match shared.limits.admit(&key) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
     let body = match to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => {
@@ -256,11 +248,28 @@ async fn entry(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Respons
     };
     let sh = shared.clone();
     let result = tokio::task::spawn_blocking(move || run(&sh, &claims, req, base)).await;
-    drop(permit);
-    let mut resp = match result {
-        Ok(r) => r,
-        Err(_) => render_panic(),
+    result.unwrap_or_else(|_| render_panic())
+}
+
+/// Service protection, outermost so that time spent anywhere in the stack (including injected
+/// latency) counts toward the caller's concurrency and execution-time windows.
+async fn protect(State(shared): State<Arc<Shared>>, req: Request<Body>, next: axum::middleware::Next) -> Response {
+    if !shared.limits.settings.enabled || !req.uri().path().starts_with(API_PREFIX) {
+        return next.run(req).await;
+    }
+    let now = chrono::Utc::now().timestamp();
+    let key = bearer(req.headers())
+        .and_then(|t| crate::auth::verify(&shared.ids.token_secret, t, now).ok())
+        .and_then(|c| c.get("oid").and_then(Value::as_str).map(str::to_string));
+    let Some(key) = key else {
+        return next.run(req).await;
     };
+    let permit = match shared.limits.admit(&key) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let mut resp = next.run(req).await;
+    drop(permit);
     for (k, v) in shared.limits.headers(&key) {
         if let (Ok(n), Ok(v)) = (header::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
             resp.headers_mut().insert(n, v);
