@@ -449,7 +449,8 @@ fn position(ctx: &Ctx) -> Result<i64, ApiError> {
     paging::decode(&token)
 }
 
-struct Row {
+/// One stored activity.
+pub struct ActivityRow {
     id: i64,
     lead_id: i64,
     at: i64,
@@ -460,7 +461,12 @@ struct Row {
     attributes: String,
 }
 
-fn scan(state: &AppState, ctx: &Ctx, scan: Scan<'_>, render: impl Fn(&Row) -> Value) -> ApiResult {
+fn scan(
+    state: &AppState,
+    ctx: &Ctx,
+    scan: Scan<'_>,
+    render: impl Fn(&ActivityRow) -> Value,
+) -> ApiResult {
     let start = position(ctx)?;
     let batch = batch_size(ctx)?;
     let block = state.config.activity_scan_block.max(1);
@@ -481,18 +487,7 @@ fn scan(state: &AppState, ctx: &Ctx, scan: Scan<'_>, render: impl Fn(&Row) -> Va
     }
     values.push(Box::new(batch));
     let rows = stmt
-        .query_map(rusqlite::params_from_iter(values.iter()), |r| {
-            Ok(Row {
-                id: r.get(0)?,
-                lead_id: r.get(1)?,
-                at: r.get(2)?,
-                type_id: r.get(3)?,
-                pav_id: r.get(4)?,
-                pav: r.get(5)?,
-                fields: r.get(6)?,
-                attributes: r.get(7)?,
-            })
-        })?
+        .query_map(rusqlite::params_from_iter(values.iter()), read_row)?
         .collect::<Result<Vec<_>, _>>()?;
     let next = if rows.len() as i64 == batch {
         rows.last().map(|r| r.id).unwrap_or(end)
@@ -510,7 +505,7 @@ fn scan(state: &AppState, ctx: &Ctx, scan: Scan<'_>, render: impl Fn(&Row) -> Va
     Ok(reply)
 }
 
-fn base(row: &Row) -> Map<String, Value> {
+fn base(row: &ActivityRow) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("id".into(), json!(row.id));
     m.insert("marketoGUID".into(), json!(row.id.to_string()));
@@ -520,42 +515,33 @@ fn base(row: &Row) -> Map<String, Value> {
     m
 }
 
-fn stored_attributes(row: &Row) -> Vec<Value> {
+fn stored_attributes(row: &ActivityRow) -> Vec<Value> {
     serde_json::from_str(&row.attributes).unwrap_or_default()
 }
 
-fn stored_fields(row: &Row) -> Vec<Value> {
+fn stored_fields(row: &ActivityRow) -> Vec<Value> {
     row.fields
         .as_deref()
         .and_then(|f| serde_json::from_str(f).ok())
         .unwrap_or_default()
 }
 
-/// An activity as `activities.json` and bulk exports show it (Change Data Value carries New/Old Value).
-pub fn render_activity(
-    id: i64,
-    lead_id: i64,
-    at: i64,
-    type_id: i64,
-    pav_id: Option<i64>,
-    pav: Option<String>,
-    fields: Option<String>,
-    attributes: String,
-) -> Value {
-    let row = Row {
-        id,
-        lead_id,
-        at,
-        type_id,
-        pav_id,
-        pav,
-        fields,
-        attributes,
-    };
-    activity_record(&row)
+/// Reads `SELECT id, lead_id, activity_at, type_id, pav_id, pav, fields, attributes`.
+pub fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ActivityRow> {
+    Ok(ActivityRow {
+        id: r.get(0)?,
+        lead_id: r.get(1)?,
+        at: r.get(2)?,
+        type_id: r.get(3)?,
+        pav_id: r.get(4)?,
+        pav: r.get(5)?,
+        fields: r.get(6)?,
+        attributes: r.get(7)?,
+    })
 }
 
-fn activity_record(row: &Row) -> Value {
+/// An activity as `activities.json` and bulk exports show it (Change Data Value carries New/Old Value).
+pub fn activity_record(row: &ActivityRow) -> Value {
     let mut m = base(row);
     if let Some(id) = row.pav_id {
         m.insert("primaryAttributeValueId".into(), json!(id));

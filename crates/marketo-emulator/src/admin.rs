@@ -39,14 +39,14 @@ fn internal(err: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
-fn parse_object(body: &Bytes) -> Result<Map<String, Value>, Response> {
+fn parse_object(body: &Bytes) -> Result<Map<String, Value>, Box<Response>> {
     if body.is_empty() {
         return Ok(Map::new());
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(bad("the body must be a JSON object")),
-        Err(err) => Err(bad(format!("invalid JSON: {err}"))),
+        Ok(_) => Err(Box::new(bad("the body must be a JSON object"))),
+        Err(err) => Err(Box::new(bad(format!("invalid JSON: {err}")))),
     }
 }
 
@@ -91,7 +91,7 @@ async fn seed(State(state): State<AppRef>, body: Bytes) -> Response {
 async fn marketer_edit(State(state): State<AppRef>, body: Bytes) -> Response {
     let request = match parse_object(&body) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     blocking(move || {
         let mut conn = state.store.lock();
@@ -105,23 +105,25 @@ async fn marketer_edit(State(state): State<AppRef>, body: Bytes) -> Response {
         };
         let now = crate::time::now();
         let actor = Actor::Marketer;
-        let validate = |fields: Option<&Value>| -> Result<Map<String, Value>, Response> {
+        let validate = |fields: Option<&Value>| -> Result<Map<String, Value>, Box<Response>> {
             let Some(Value::Object(fields)) = fields else {
-                return Err(bad(
+                return Err(Box::new(bad(
                     "'fields' (or 'create') must be an object of lead fields",
-                ));
+                )));
             };
-            crate::lead_store::validate_record(&catalog, fields).map_err(|e| match e {
-                crate::envelope::ApiError::Api { code, message } => {
-                    bad(format!("{code}: {message}"))
-                }
-                crate::envelope::ApiError::Http { body, .. } => bad(body),
+            crate::lead_store::validate_record(&catalog, fields).map_err(|e| {
+                Box::new(match e {
+                    crate::envelope::ApiError::Api { code, message } => {
+                        bad(format!("{code}: {message}"))
+                    }
+                    crate::envelope::ApiError::Http { body, .. } => bad(body),
+                })
             })
         };
         let response = if let Some(create) = request.get("create") {
             let values = match validate(Some(create)) {
                 Ok(v) => v,
-                Err(r) => return r,
+                Err(r) => return *r,
             };
             match crate::lead_store::create(&tx, &catalog, 1, &values, now, &actor) {
                 Ok(id) => axum::Json(json!({"id": id, "status": "created"})).into_response(),
@@ -146,7 +148,7 @@ async fn marketer_edit(State(state): State<AppRef>, body: Bytes) -> Response {
             };
             let values = match validate(request.get("fields")) {
                 Ok(v) => v,
-                Err(r) => return r,
+                Err(r) => return *r,
             };
             let mut lead = match crate::lead_store::load(&tx, id) {
                 Ok(Some(l)) => l,
@@ -191,7 +193,7 @@ async fn list_users(State(state): State<AppRef>) -> Response {
 async fn add_user(State(state): State<AppRef>, body: Bytes) -> Response {
     let request = match parse_object(&body) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let email = match request.get("email") {
         Some(Value::String(e)) if e.contains('@') => e.clone(),
@@ -216,7 +218,7 @@ async fn add_user(State(state): State<AppRef>, body: Bytes) -> Response {
 async fn add_partition(State(state): State<AppRef>, body: Bytes) -> Response {
     let request = match parse_object(&body) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(name) = request
         .get("name")

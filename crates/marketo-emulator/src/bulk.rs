@@ -783,16 +783,7 @@ fn run(state: &AppState, id: &str) -> Result<(), StoreError> {
             )?;
             let mut rows = stmt.query(params![start, end, serde_json::to_string(&types)?])?;
             while let Some(row) = rows.next()? {
-                let record = crate::activities::render_activity(
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                    row.get(5)?,
-                    row.get(6)?,
-                    row.get(7)?,
-                );
+                let record = crate::activities::activity_record(&crate::activities::read_row(row)?);
                 let line: Vec<String> = fields
                     .iter()
                     .map(|f| match f.as_str() {

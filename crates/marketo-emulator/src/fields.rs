@@ -35,7 +35,17 @@ pub const DEFAULT_FIELDS: [&str; 6] = [
 ];
 
 /// (name, display name, type, length, read-only, searchable). REST names from the standard-fields list.
-const STANDARD: &[(&str, &str, &str, Option<i64>, bool, bool)] = &[
+/// (name, display name, type, length, read-only, searchable).
+type StandardField = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<i64>,
+    bool,
+    bool,
+);
+
+const STANDARD: &[StandardField] = &[
     ("company", "Company Name", "string", Some(255), false, false),
     ("site", "Site", "string", Some(255), false, false),
     (

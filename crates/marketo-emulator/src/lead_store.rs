@@ -171,7 +171,7 @@ fn write_index(
     )?;
     for def in catalog.indexed() {
         if let Some(only) = only {
-            if !only.iter().any(|n| *n == def.name) {
+            if !only.contains(&def.name) {
                 continue;
             }
             del.execute(params![def.id, id])?;
