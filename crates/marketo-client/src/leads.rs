@@ -116,7 +116,8 @@ impl Client {
     }
 
     /// `POST /rest/v1/leads.json`: upserts `leads`, split into calls of `batch_size` (≤ 300).
-    /// Results are per record, in input order.
+    /// Results are per record, in input order. If a later call fails, earlier calls stay applied and their
+    /// results are not returned: pass ≤ `batch_size` records per call when each outcome must be recorded.
     pub async fn sync_leads(
         &self,
         leads: &[Record],

@@ -193,6 +193,17 @@ async fn token_rejection_is_bounded() {
 }
 
 #[tokio::test]
+async fn identity_outages_are_retried() {
+    let env = Env::default().await;
+    let client = env.client();
+    env.fault(json!({"path_contains": "/identity/", "status": 503, "body": "Service Unavailable", "count": 2}))
+        .await;
+    client.authenticate().await.unwrap();
+    assert_eq!(client.token_fetches(), 1);
+    assert_eq!(env.count("GET /identity/oauth/token").await, 3);
+}
+
+#[tokio::test]
 async fn bad_credentials_are_an_auth_error_without_the_secret() {
     let env = Env::default().await;
     let mut config = env.config();
@@ -534,6 +545,17 @@ async fn filter_queries_page_until_the_token_stops() {
     expected.sort();
     assert_eq!(seen, expected);
 
+    // The same query as a record stream.
+    use futures::TryStreamExt;
+    let streamed: Vec<Record> = client
+        .leads_by_filter("id", &values, &["id"], Some(120))
+        .unwrap()
+        .into_stream()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(streamed.len(), 250);
+
     // No match: an empty result, not an error.
     let mut none = client
         .leads_by_filter("email", &["nobody@example.com"], &[], None)
@@ -872,6 +894,19 @@ async fn opportunities_and_roles() {
     let env = Env::default().await;
     let client = env.client();
     let ids = create(&client, &leads(1, "opp")).await;
+    let described = client
+        .describe_object(ObjectKind::Opportunities)
+        .await
+        .unwrap();
+    assert_eq!(described.id_field, "marketoGUID");
+    let described = client
+        .describe_object(ObjectKind::OpportunityRoles)
+        .await
+        .unwrap();
+    assert_eq!(
+        described.dedupe_fields,
+        vec!["externalOpportunityId", "leadId", "role"]
+    );
     let opp = mdsync_marketo_client::key(&[
         ("externalOpportunityId", json!("O1")),
         ("name", json!("Deal")),
