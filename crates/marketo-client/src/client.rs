@@ -33,6 +33,7 @@ struct Inner {
     http: reqwest::Client,
     tokens: TokenCache,
     limiter: Limiter,
+    counters: crate::stats::Counters,
 }
 
 /// One logical request, replayable across attempts.
@@ -101,6 +102,7 @@ impl Client {
                 http,
                 tokens: TokenCache::default(),
                 limiter,
+                counters: Default::default(),
             }),
         })
     }
@@ -112,6 +114,11 @@ impl Client {
     /// Today's call budget (spent, remaining, or set from `stats/usage.json`).
     pub fn budget(&self) -> &Budget {
         self.inner.limiter.budget()
+    }
+
+    /// What this client (and its clones) did so far: calls, retries, 606s, re-authentications, failures.
+    pub fn stats(&self) -> crate::ClientStats {
+        self.inner.counters.snapshot()
     }
 
     /// Identity calls that returned a token so far.
@@ -141,7 +148,11 @@ impl Client {
             request_id = tracing::field::Empty,
             attempts = tracing::field::Empty,
         );
-        self.execute_inner(call).instrument(span).await
+        let outcome = self.execute_inner(call).instrument(span).await;
+        if outcome.is_err() {
+            self.inner.counters.failure();
+        }
+        outcome
     }
 
     async fn execute_inner<T: DeserializeOwned>(&self, call: &Call) -> Result<Page<T>, Error> {
@@ -151,6 +162,7 @@ impl Client {
         loop {
             let token = self.token().await?;
             let permit = self.inner.limiter.acquire().await?;
+            self.inner.counters.call();
             let (outcome, retry_after) = self.send_once::<T>(call, &token, permit).await;
             let span = tracing::Span::current();
             span.record("attempts", retries + reauths + 1);
@@ -197,6 +209,7 @@ impl Client {
                         return Err(Error::TokenRejected { code, message });
                     }
                     reauths += 1;
+                    self.inner.counters.reauthentication();
                     tracing::info!(error = %err, "Marketo rejected the access token; authenticating again");
                     self.inner.tokens.invalidate(&token).await;
                 }
@@ -205,6 +218,8 @@ impl Client {
                         return Err(exhausted(call, retries, err));
                     }
                     retries += 1;
+                    self.inner.counters.retry();
+                    self.inner.counters.rate_limited();
                     let wait = retry_after.unwrap_or(window);
                     tracing::warn!(error = %err, ?wait, "Marketo rate limit hit; pausing all calls for the window");
                     self.inner.limiter.pause_until(Instant::now() + wait);
@@ -214,6 +229,7 @@ impl Client {
                         return Err(exhausted(call, retries, err));
                     }
                     retries += 1;
+                    self.inner.counters.retry();
                     let computed = retry::backoff(
                         retries,
                         config.retry_base_delay,
@@ -295,6 +311,7 @@ impl Client {
         loop {
             let token = self.token().await?;
             let permit = self.inner.limiter.acquire().await?;
+            self.inner.counters.call();
             let mut request = self
                 .request(call, &token)
                 // The body is streamed: only the headers are bounded by `timeout`.

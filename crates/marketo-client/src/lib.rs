@@ -21,6 +21,7 @@ mod limiter;
 mod objects;
 mod paging;
 mod retry;
+mod stats;
 mod token;
 mod types;
 
@@ -35,6 +36,7 @@ pub use limiter::{Budget, marketo_today};
 pub use objects::{KeyKind, ObjectKind, key};
 pub use paging::{ActivityPage, ActivityPager, Pager};
 pub use retry::{Disposition, classify, classify_code, rate_window_from_message};
+pub use stats::ClientStats;
 pub use types::{
     Activity, ActivityType, ApiName, Attribute, AttributeType, DescribedField, ExportJob,
     ExportStatus, FieldChange, LeadDescription, LeadField, NewLeadField, ObjectDescription, Record,

@@ -172,6 +172,7 @@ async fn reauthenticates_and_retries_on_602_and_601() {
         .await;
     client.activity_types().await.unwrap();
     assert_eq!(client.token_fetches(), 3);
+    assert_eq!(client.stats().reauthentications, 2);
     // 601/602 answers are free: only the successful calls spent budget.
     assert_eq!(client.budget().used(), 2);
 }
@@ -244,6 +245,16 @@ async fn waits_out_the_rate_window_on_606() {
         started.elapsed()
     );
     assert_eq!(env.count("GET /rest/v1/activities/types.json").await, 3);
+    let stats = client.stats();
+    assert_eq!(
+        (
+            stats.calls,
+            stats.retries,
+            stats.rate_limited,
+            stats.failures
+        ),
+        (3, 2, 2, 0)
+    );
 }
 
 #[tokio::test]
