@@ -4,7 +4,7 @@
 //! The incremental endpoints scan fixed-size blocks of activity ids like the real service, so a page can be
 //! short or empty while `moreResult` is true; they always return `nextPageToken` and `moreResult`.
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
 use crate::envelope::{ApiError, ApiResult, Reply};
@@ -407,11 +407,13 @@ pub fn paging_token(state: &AppState, ctx: &Ctx) -> ApiResult {
     let since = crate::time::parse(&since_text)
         .ok_or_else(|| ApiError::invalid_value(&since_text, "datetime"))?;
     let conn = state.store.lock();
-    let first: Option<i64> = conn.query_row(
-        "SELECT MIN(id) FROM activities WHERE activity_at >= ?1",
-        [since],
-        |r| r.get(0),
-    )?;
+    let first: Option<i64> = conn
+        .query_row(
+            "SELECT id FROM activities WHERE activity_at >= ?1 ORDER BY activity_at, id LIMIT 1",
+            [since],
+            |r| r.get(0),
+        )
+        .optional()?;
     let position = match first {
         Some(id) => id - 1,
         None => conn.query_row("SELECT COALESCE(MAX(id), 0) FROM activities", [], |r| {

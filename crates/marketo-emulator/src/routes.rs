@@ -430,6 +430,47 @@ fn call(state: &AppState, ctx: &Ctx, endpoint: Endpoint) -> ApiResult {
 mod tests {
     use super::*;
 
+    /// A panic inside blocking handler work resurfaces on the request task, where the kit's panic layer
+    /// answers the Marketo 611 envelope with HTTP 500 and the service keeps answering.
+    #[tokio::test]
+    async fn blocking_handler_panics_become_611_and_the_service_survives() {
+        use tower::ServiceExt;
+        let app = Router::new()
+            .route(
+                "/boom",
+                axum::routing::get(|| run_blocking(|| panic!("handler bug"))),
+            )
+            .route(
+                "/fine",
+                axum::routing::get(|| {
+                    run_blocking(|| envelope::plain_response(StatusCode::OK, "ok".into()))
+                }),
+            )
+            .layer(mdsync_emulator_kit::catch_panic_layer(
+                envelope::panic_response,
+            ));
+        let request = |path: &str| {
+            http::Request::builder()
+                .uri(path)
+                .body(axum::body::Body::empty())
+                .unwrap_or_default()
+        };
+        let boom = app
+            .clone()
+            .oneshot(request("/boom"))
+            .await
+            .expect("infallible");
+        assert_eq!(boom.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(boom.into_body(), 4096)
+            .await
+            .unwrap_or_default();
+        let body: Value = serde_json::from_slice(&body).unwrap_or_default();
+        assert_eq!(body["errors"][0]["code"], "611");
+        assert_eq!(body["success"], false);
+        let fine = app.oneshot(request("/fine")).await.expect("infallible");
+        assert_eq!(fine.status(), StatusCode::OK);
+    }
+
     #[test]
     fn paths_are_normalised_and_templated() {
         assert_eq!(
