@@ -829,3 +829,80 @@ async fn timeouts_are_retried_for_reads_and_reported_for_creates() {
     assert!(err.is_transient());
     running.shutdown().await.expect("shutdown");
 }
+
+async fn limited_emulator(limits: mdsync_dataverse_emulator::LimitSettings) -> Running {
+    spawn(Config {
+        listen: "127.0.0.1:0".parse().expect("literal address"),
+        limits_enabled: true,
+        limits,
+        ..Config::default()
+    })
+    .await
+    .expect("emulator starts")
+}
+
+/// The client's semaphore keeps it under the service's concurrency limit: with no retry budget at all,
+/// a single 429 would fail a call.
+#[tokio::test]
+async fn the_concurrency_cap_keeps_calls_under_the_service_limit() {
+    let running = limited_emulator(mdsync_dataverse_emulator::LimitSettings {
+        max_concurrent: 3,
+        ..Default::default()
+    })
+    .await;
+    let d = running.description();
+    let mut cfg = config(&running, &d.admin_client_id, &d.admin_client_secret);
+    cfg.max_concurrency = 3;
+    cfg.max_retries = 0;
+    let client = Client::new(cfg).expect("config");
+    surface(
+        &running,
+        "/_emulator/faults",
+        json!({"path_contains": "WhoAmI", "latency_ms": 50}),
+    )
+    .await;
+    let calls: Vec<_> = (0..24)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.whoami().await })
+        })
+        .collect();
+    for call in calls {
+        call.await.expect("task").expect("never throttled");
+    }
+    running.shutdown().await.expect("shutdown");
+}
+
+/// The emulator's real request-count limit answers 429 with `Retry-After`; the client waits and finishes.
+#[tokio::test]
+async fn the_request_limit_is_ridden_out_with_retry_after() {
+    let running = limited_emulator(mdsync_dataverse_emulator::LimitSettings {
+        max_requests: 4,
+        window: Duration::from_secs(1),
+        ..Default::default()
+    })
+    .await;
+    let client = admin(&running);
+    for _ in 0..10 {
+        client.whoami().await.expect("throttled calls are retried");
+    }
+    let mut cfg = config(
+        &running,
+        &running.description().admin_client_id,
+        &running.description().admin_client_secret,
+    );
+    cfg.max_retries = 0;
+    let impatient = Client::new(cfg).expect("config");
+    let mut throttled = None;
+    for _ in 0..10 {
+        if let Err(err) = impatient.whoami().await {
+            throttled = Some(err);
+            break;
+        }
+    }
+    let err = throttled.expect("the limit is hit without retries");
+    assert_eq!(err.kind(), ErrorKind::Throttled, "{err}");
+    assert_eq!(err.code(), Some("0x80072322"));
+    assert!(err.retry_after().is_some());
+    running.shutdown().await.expect("shutdown");
+}
