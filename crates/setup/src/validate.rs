@@ -1,0 +1,661 @@
+//! `mdsync validate`: the seven checks of Marketo's "Validate Sync Setup" plus mdsync's own, all run every
+//! time (never stopping at the first failure), each with what was found and a specific fix.
+//!
+//! The checks read the org with the administrator app when `[dynamics.admin]` is configured (so one broken
+//! piece fails only its own check), otherwise as the sync app, like Marketo's validator does.
+//! The identity behind the credentials is `WhoAmI`; when Dataverse refuses `WhoAmI` (user disabled, wrong
+//! secret) it is the application user bound to `dynamics.client_id`, which is how Dataverse maps an app
+//! token to a user.
+
+use std::time::Duration;
+
+use mdsync_config::Config;
+use mdsync_dataverse_client::{Client, DataverseError, ErrorKind, QueryOptions, WhoAmI};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::marketo_fields::{self, FieldState};
+use crate::org::{self, ENGLISH, ROLE_ONLY_SYNC_USER_FROM, SYNC_ROLE, User};
+use crate::sync_filter::{FilterColumn, filter_column};
+
+/// The column of Marketo's custom sync filter.
+pub const FILTER_FIELD: &str = "new_synctomkto";
+
+pub const ORG_URL: &str = "dynamics_org_url";
+pub const CREDENTIALS: &str = "dynamics_credentials";
+pub const ROLE: &str = "sync_user_role";
+pub const SOLUTION: &str = "marketo_solution";
+pub const STEPS: &str = "solution_steps";
+pub const MARKETO_USER_SET: &str = "marketo_user_set";
+pub const MARKETO_USER_MATCHES: &str = "marketo_user_is_credentials";
+pub const USER_ENABLED: &str = "sync_user_enabled";
+pub const USER_LANGUAGE: &str = "sync_user_language";
+pub const MARKETO_CREDENTIALS: &str = "marketo_credentials";
+pub const MARKETO_FIELDS: &str = "marketo_fields";
+pub const FILTER: &str = "sync_filter_field";
+
+/// One check: `fix` is empty when it passed.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub found: String,
+    pub fix: String,
+}
+
+/// Every check, in order; `ok` only when all passed.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub ok: bool,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    pub fn check(&self, name: &str) -> Option<&Check> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+
+    /// Names of the failed checks.
+    pub fn failed(&self) -> Vec<&str> {
+        self.checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+}
+
+fn pass(name: &str, found: impl Into<String>) -> Check {
+    Check {
+        name: name.into(),
+        ok: true,
+        found: found.into(),
+        fix: String::new(),
+    }
+}
+
+fn fail(name: &str, found: impl Into<String>, fix: impl Into<String>) -> Check {
+    Check {
+        name: name.into(),
+        ok: false,
+        found: found.into(),
+        fix: fix.into(),
+    }
+}
+
+const RUN_SYNC_USER: &str = "run `mdsync setup sync-user`";
+
+/// Runs every check against the services named by `config`.
+pub async fn validate(config: &Config) -> Report {
+    let mut checks = vec![org_url(&config.dynamics.url).await];
+
+    // Credentials of the sync app and the identity Dataverse gives them.
+    let sync = Client::new(config.dynamics.client_config());
+    let (credentials, whoami): (Check, Result<WhoAmI, String>) = match &sync {
+        Err(e) => (
+            fail(
+                CREDENTIALS,
+                format!("cannot build the client: {e}"),
+                "fix [dynamics] in the config",
+            ),
+            Err(e.to_string()),
+        ),
+        Ok(client) => match client.authenticate().await {
+            Err(e) => (
+                fail(
+                    CREDENTIALS,
+                    format!("the token endpoint refused the sync app: {}", e.message()),
+                    "check dynamics.tenant_id, dynamics.client_id and dynamics.client_secret (or the variable named by \
+                     client_secret_env); create a new client secret for the app in Entra ID if it expired",
+                ),
+                Err(format!(
+                    "the Dynamics credentials were rejected ({})",
+                    e.message()
+                )),
+            ),
+            Ok(()) => (
+                pass(
+                    CREDENTIALS,
+                    format!(
+                        "token issued to client id {} by {}",
+                        config.dynamics.client_id, config.dynamics.authority
+                    ),
+                ),
+                client.whoami().await.map_err(|e| describe(&e)),
+            ),
+        },
+    };
+    checks.push(credentials);
+
+    // The client that inspects the org: admin when configured, else the sync app.
+    let admin = config.dynamics.admin_client_config().map(Client::new);
+    let inspector: Result<Client, String> = match (admin, &sync) {
+        (Some(Ok(a)), _) => match a.authenticate().await {
+            Ok(()) => Ok(a),
+            Err(e) => Err(format!(
+                "the [dynamics.admin] credentials were rejected ({})",
+                e.message()
+            )),
+        },
+        (Some(Err(e)), _) => Err(e.to_string()),
+        (None, Ok(s)) => Ok(s.clone()),
+        (None, Err(e)) => Err(e.to_string()),
+    };
+
+    let user = match &inspector {
+        Ok(i) => resolve_user(i, config, whoami.as_ref().ok()).await,
+        Err(e) => Err(e.clone()),
+    };
+    let solution = match &inspector {
+        Ok(i) => org::marketo_solution(i).await.map_err(|e| describe(&e)),
+        Err(e) => Err(e.clone()),
+    };
+
+    checks.push(role_check(&inspector, sync.as_ref().ok(), &user, &whoami, &solution).await);
+    checks.push(solution_check(&solution));
+    checks.push(steps_check(&inspector, &solution).await);
+    let marketo_user = match &inspector {
+        Ok(i) => org::default_config(i).await.map_err(|e| describe(&e)),
+        Err(e) => Err(e.clone()),
+    };
+    checks.push(marketo_user_set_check(&inspector, &marketo_user).await);
+    checks.push(identity_check(config, &user, &whoami, &marketo_user));
+    checks.push(enabled_check(&user));
+    checks.push(language_check(&inspector, &user).await);
+
+    let marketo = mdsync_marketo_client::Client::new(config.marketo_client_config());
+    let (mk_check, mk_ok) = marketo_check(&marketo, config.sync.marketo_daily_budget).await;
+    checks.push(mk_check);
+    checks.push(fields_check(marketo.as_ref().ok().filter(|_| mk_ok)).await);
+    checks.push(filter_check(&inspector, config).await);
+
+    Report {
+        ok: checks.iter().all(|c| c.ok),
+        checks,
+    }
+}
+
+/// The error's message with its code, for `found`.
+fn describe(e: &DataverseError) -> String {
+    match (e.status(), e.code()) {
+        (Some(s), Some(c)) => format!("{} (HTTP {s}, {c})", e.message()),
+        (Some(s), None) => format!("{} (HTTP {s})", e.message()),
+        _ => e.message().to_string(),
+    }
+}
+
+async fn org_url(url: &str) -> Check {
+    let fix = "set dynamics.url to the org root, e.g. https://contoso.crm.dynamics.com (Settings > Customizations > \
+               Developer Resources shows it), and check the network path to it";
+    let http = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => return fail(ORG_URL, format!("cannot build an HTTP client: {e}"), fix),
+    };
+    let target = format!("{url}/api/data/v9.2/");
+    match http.get(&target).send().await {
+        Err(e) => fail(
+            ORG_URL,
+            format!("{target} is unreachable: {}", e.without_url()),
+            fix,
+        ),
+        Ok(r) => {
+            let challenge = r
+                .headers()
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let status = r.status().as_u16();
+            if status == 401 && challenge.starts_with("Bearer") {
+                let uri = challenge
+                    .split([',', ' '])
+                    .find_map(|p| p.strip_prefix("authorization_uri="))
+                    .unwrap_or("?");
+                pass(
+                    ORG_URL,
+                    format!(
+                        "{target} answers as a Dataverse Web API (401 Bearer challenge, authorization_uri={uri})"
+                    ),
+                )
+            } else {
+                fail(
+                    ORG_URL,
+                    format!(
+                        "{target} answered HTTP {status} without a Dataverse Bearer challenge: not a Dataverse org"
+                    ),
+                    fix,
+                )
+            }
+        }
+    }
+}
+
+/// The sync user: `dynamics.sync_user` when set, else the `WhoAmI` user, else the app's application user.
+async fn resolve_user(
+    inspector: &Client,
+    config: &Config,
+    whoami: Option<&WhoAmI>,
+) -> Result<Option<User>, String> {
+    let found = if let Some(name) = &config.dynamics.sync_user {
+        org::named_user(inspector, name).await
+    } else if let Some(me) = whoami {
+        org::user(inspector, me.user_id).await
+    } else {
+        org::app_user(inspector, &config.dynamics.client_id).await
+    };
+    found.map_err(|e| describe(&e))
+}
+
+fn no_user_found(config_hint: &str) -> String {
+    format!("no sync user: {config_hint}")
+}
+
+async fn role_check(
+    inspector: &Result<Client, String>,
+    sync: Option<&Client>,
+    user: &Result<Option<User>, String>,
+    whoami: &Result<WhoAmI, String>,
+    solution: &Result<Option<org::Solution>, String>,
+) -> Check {
+    let fix = format!("{RUN_SYNC_USER} (assigns the `{SYNC_ROLE}` role to the sync user)");
+    let (i, user) = match (inspector, user) {
+        (Err(e), _) | (_, Err(e)) => return fail(ROLE, format!("not checked: {e}"), fix),
+        (_, Ok(None)) => {
+            return fail(
+                ROLE,
+                no_user_found("the sync app has no application user in this org"),
+                format!("{RUN_SYNC_USER} (creates the application user and assigns `{SYNC_ROLE}`)"),
+            );
+        }
+        (Ok(i), Ok(Some(u))) => (i, u),
+    };
+    let roles = match org::user_roles(i, user.id).await {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(
+                ROLE,
+                format!(
+                    "cannot read the roles of {}: {}",
+                    user.label(),
+                    describe(&e)
+                ),
+                fix,
+            );
+        }
+    };
+    let names: Vec<&str> = roles.iter().map(|(_, n)| n.as_str()).collect();
+    let legacy = match solution {
+        Ok(Some(s)) if !org::version_at_least(&s.version, ROLE_ONLY_SYNC_USER_FROM) => format!(
+            "; solution {} predates {ROLE_ONLY_SYNC_USER_FROM}, so every user needs the role (`mdsync setup sync-user --assign-all`)",
+            s.version
+        ),
+        _ => String::new(),
+    };
+    if !names.contains(&SYNC_ROLE) {
+        // Show what the service itself says when the sync user works without the role.
+        let refusal = match (sync, whoami) {
+            (Some(s), Ok(_)) => match s
+                .query_first("leads", &QueryOptions::new().select(["leadid"]))
+                .await
+            {
+                Err(e) if e.kind() == ErrorKind::PrivilegeDenied => {
+                    format!("; Dataverse refuses it: {}", describe(&e))
+                }
+                _ => String::new(),
+            },
+            _ => String::new(),
+        };
+        let held = if names.is_empty() {
+            "no roles".to_string()
+        } else {
+            names.join(", ")
+        };
+        return fail(
+            ROLE,
+            format!(
+                "{} holds {held}, not `{SYNC_ROLE}`{refusal}{legacy}",
+                user.label()
+            ),
+            fix,
+        );
+    }
+    pass(
+        ROLE,
+        format!("{} holds `{SYNC_ROLE}`{legacy}", user.label()),
+    )
+}
+
+fn solution_check(solution: &Result<Option<org::Solution>, String>) -> Check {
+    let fix = "install the Marketo Lead Management solution: Marketo Admin > CRM > Microsoft > Download Marketo Solution, \
+               then import it in Dynamics (Settings > Solutions > Import, SDK option ticked) and publish; mdsync cannot install it";
+    match solution {
+        Err(e) => fail(SOLUTION, format!("not checked: {e}"), fix),
+        Ok(None) => fail(
+            SOLUTION,
+            format!("no solution `{}` in the org", org::SOLUTION_UNIQUE_NAME),
+            fix,
+        ),
+        Ok(Some(s)) => pass(SOLUTION, format!("{} {} installed", s.name, s.version)),
+    }
+}
+
+async fn steps_check(
+    inspector: &Result<Client, String>,
+    solution: &Result<Option<org::Solution>, String>,
+) -> Check {
+    let fix = "enable the listed SDK message processing steps (Settings > Customizations > Customize the System > SDK Message \
+               Processing Steps > Activate, or PATCH sdkmessageprocessingsteps(<id>) with statecode 0, statuscode 1); \
+               no `mdsync setup` command changes the solution's plug-in steps";
+    let (i, s) = match (inspector, solution) {
+        (Err(e), _) | (_, Err(e)) => return fail(STEPS, format!("not checked: {e}"), fix),
+        (_, Ok(None)) => {
+            return fail(
+                STEPS,
+                "not checked: the Marketo solution is not installed",
+                "install the Marketo solution first (see marketo_solution)",
+            );
+        }
+        (Ok(i), Ok(Some(s))) => (i, s),
+    };
+    match org::solution_steps(i, s.id).await {
+        Err(e) => fail(
+            STEPS,
+            format!("cannot read the solution's steps: {}", describe(&e)),
+            fix,
+        ),
+        Ok(steps) if steps.is_empty() => fail(
+            STEPS,
+            "the solution registers no SDK steps: it was imported without the SDK option",
+            "re-import the Marketo solution with the SDK option ticked",
+        ),
+        Ok(steps) => {
+            let disabled: Vec<String> = steps
+                .iter()
+                .filter(|s| !s.enabled)
+                .map(|s| format!("{} ({})", s.name, s.id))
+                .collect();
+            if disabled.is_empty() {
+                pass(
+                    STEPS,
+                    format!("{} of {} steps enabled", steps.len(), steps.len()),
+                )
+            } else {
+                fail(
+                    STEPS,
+                    format!(
+                        "{} of {} steps disabled: {}",
+                        disabled.len(),
+                        steps.len(),
+                        disabled.join("; ")
+                    ),
+                    fix,
+                )
+            }
+        }
+    }
+}
+
+async fn marketo_user_set_check(
+    inspector: &Result<Client, String>,
+    config: &Result<Option<(Uuid, Option<Uuid>)>, String>,
+) -> Check {
+    let fix = format!("{RUN_SYNC_USER} (sets Marketo User on the Default Marketo Config record)");
+    match (inspector, config) {
+        (Err(e), _) | (_, Err(e)) => fail(MARKETO_USER_SET, format!("not checked: {e}"), fix),
+        (_, Ok(None)) => fail(
+            MARKETO_USER_SET,
+            "the Marketo Config record `Default` does not exist",
+            "re-import the Marketo solution (it creates the `Default` record), then run `mdsync setup sync-user`",
+        ),
+        (_, Ok(Some((_, None)))) => {
+            fail(MARKETO_USER_SET, "Marketo User on `Default` is empty", fix)
+        }
+        (Ok(i), Ok(Some((_, Some(u))))) => match org::user(i, *u).await {
+            Ok(Some(user)) => pass(
+                MARKETO_USER_SET,
+                format!("Marketo User on `Default` is {}", user.label()),
+            ),
+            Ok(None) => fail(
+                MARKETO_USER_SET,
+                format!("Marketo User on `Default` names user {u}, which does not exist"),
+                fix,
+            ),
+            Err(e) => fail(
+                MARKETO_USER_SET,
+                format!("cannot read user {u}: {}", describe(&e)),
+                fix,
+            ),
+        },
+    }
+}
+
+fn identity_check(
+    config: &Config,
+    user: &Result<Option<User>, String>,
+    whoami: &Result<WhoAmI, String>,
+    marketo_user: &Result<Option<(Uuid, Option<Uuid>)>, String>,
+) -> Check {
+    let fix = format!(
+        "{RUN_SYNC_USER} (points Marketo User on `Default` at the user behind dynamics.client_id)"
+    );
+    let marketo = match marketo_user {
+        Err(e) => return fail(MARKETO_USER_MATCHES, format!("not checked: {e}"), fix),
+        Ok(None) | Ok(Some((_, None))) => {
+            return fail(
+                MARKETO_USER_MATCHES,
+                "no Marketo User to compare (see marketo_user_set)",
+                fix,
+            );
+        }
+        Ok(Some((_, Some(m)))) => *m,
+    };
+    let (me, how) = match (whoami, user) {
+        (Ok(w), _) => (w.user_id, "WhoAmI".to_string()),
+        (Err(why), Ok(Some(u))) if config.dynamics.sync_user.is_none() => (
+            u.id,
+            format!(
+                "the application user of client id {} (WhoAmI unavailable: {why})",
+                config.dynamics.client_id
+            ),
+        ),
+        (Err(why), _) => {
+            return fail(
+                MARKETO_USER_MATCHES,
+                format!("not verifiable: {why}"),
+                format!("fix the failing checks above, then {RUN_SYNC_USER}"),
+            );
+        }
+    };
+    if me == marketo {
+        pass(
+            MARKETO_USER_MATCHES,
+            format!("Marketo User {marketo} is the identity behind the credentials ({how})"),
+        )
+    } else {
+        fail(
+            MARKETO_USER_MATCHES,
+            format!("Marketo User is {marketo}, but the credentials act as {me} ({how})"),
+            fix,
+        )
+    }
+}
+
+fn enabled_check(user: &Result<Option<User>, String>) -> Check {
+    match user {
+        Err(e) => fail(USER_ENABLED, format!("not checked: {e}"), RUN_SYNC_USER),
+        Ok(None) => fail(
+            USER_ENABLED,
+            no_user_found("the sync app has no application user"),
+            format!("{RUN_SYNC_USER} (creates it)"),
+        ),
+        Ok(Some(u)) if u.disabled => fail(
+            USER_ENABLED,
+            format!("{} is disabled", u.label()),
+            format!("{RUN_SYNC_USER} (re-enables it)"),
+        ),
+        Ok(Some(u)) => pass(
+            USER_ENABLED,
+            format!("{} is enabled ({})", u.label(), u.access_mode_name()),
+        ),
+    }
+}
+
+async fn language_check(
+    inspector: &Result<Client, String>,
+    user: &Result<Option<User>, String>,
+) -> Check {
+    let fix = format!(
+        "{RUN_SYNC_USER} (sets the sync user's language to English), or set it in the user's Personal Options"
+    );
+    match (inspector, user) {
+        (Err(e), _) | (_, Err(e)) => fail(USER_LANGUAGE, format!("not checked: {e}"), fix),
+        (_, Ok(None)) => fail(
+            USER_LANGUAGE,
+            no_user_found("nothing to check"),
+            format!("{RUN_SYNC_USER} (creates it, in English)"),
+        ),
+        (Ok(i), Ok(Some(u))) => match org::ui_language(i, u.id).await {
+            Ok(Some(ENGLISH)) => pass(USER_LANGUAGE, "UI language 1033 (English)"),
+            Ok(Some(other)) => fail(
+                USER_LANGUAGE,
+                format!("UI language is {other}, not 1033 (English)"),
+                fix,
+            ),
+            Ok(None) => fail(USER_LANGUAGE, "the user has no UI language set", fix),
+            Err(e) => fail(
+                USER_LANGUAGE,
+                format!("cannot read the user's settings: {}", describe(&e)),
+                fix,
+            ),
+        },
+    }
+}
+
+async fn marketo_check(
+    client: &Result<mdsync_marketo_client::Client, mdsync_marketo_client::Error>,
+    budget: u64,
+) -> (Check, bool) {
+    let fix = "check marketo.url, marketo.client_id and marketo.client_secret (Marketo Admin > LaunchPoint > the custom \
+               service > View Details)";
+    let client = match client {
+        Err(e) => return (fail(MARKETO_CREDENTIALS, e.to_string(), fix), false),
+        Ok(c) => c,
+    };
+    if let Err(e) = client.authenticate().await {
+        return (fail(MARKETO_CREDENTIALS, e.to_string(), fix), false);
+    }
+    match client.usage().await {
+        Err(mdsync_marketo_client::Error::DailyQuota { message, .. }) => (
+            fail(
+                MARKETO_CREDENTIALS,
+                format!("credentials valid, but the daily API quota is spent (607: {message})"),
+                "wait for the quota reset at midnight US Central time, or ask Marketo support for a higher quota",
+            ),
+            true,
+        ),
+        Err(e) => (
+            fail(MARKETO_CREDENTIALS, format!("authenticated, but {e}"), fix),
+            true,
+        ),
+        Ok(days) => {
+            let used = days.first().map_or(0, |d| d.total);
+            if used >= budget {
+                (
+                    fail(
+                        MARKETO_CREDENTIALS,
+                        format!(
+                            "credentials valid; {used} calls used today, at or over sync.marketo_daily_budget = {budget}"
+                        ),
+                        "raise sync.marketo_daily_budget (the instance quota is shared) or wait for the daily reset",
+                    ),
+                    true,
+                )
+            } else {
+                (
+                    pass(
+                        MARKETO_CREDENTIALS,
+                        format!(
+                            "credentials valid; {used} calls used today, {} left of mdsync's budget {budget}",
+                            budget - used
+                        ),
+                    ),
+                    true,
+                )
+            }
+        }
+    }
+}
+
+async fn fields_check(client: Option<&mdsync_marketo_client::Client>) -> Check {
+    let fix =
+        "run `mdsync setup marketo` (creates msftId, msftType, msftIsDeleted, msftCreatedDate)";
+    let Some(client) = client else {
+        return fail(
+            MARKETO_FIELDS,
+            "not checked: the Marketo credentials were rejected",
+            "fix marketo_credentials first, then run `mdsync setup marketo`",
+        );
+    };
+    match marketo_fields::field_states(client).await {
+        Err(e) => fail(
+            MARKETO_FIELDS,
+            format!("cannot read the lead schema: {e}"),
+            fix,
+        ),
+        Ok(states) => {
+            let problems: Vec<String> = states
+                .iter()
+                .filter_map(|(spec, state)| match state {
+                    FieldState::Present => None,
+                    FieldState::Missing => Some(format!("{} missing", spec.name)),
+                    FieldState::WrongType(t) => {
+                        Some(format!("{} is {t}, expected {}", spec.name, spec.data_type))
+                    }
+                })
+                .collect();
+            if problems.is_empty() {
+                let names: Vec<&str> = states.iter().map(|(s, _)| s.name).collect();
+                pass(MARKETO_FIELDS, format!("{} exist", names.join(", ")))
+            } else {
+                fail(MARKETO_FIELDS, problems.join("; "), fix)
+            }
+        }
+    }
+}
+
+async fn filter_check(inspector: &Result<Client, String>, config: &Config) -> Check {
+    let Some(field) = &config.sync.filter_field else {
+        return pass(
+            FILTER,
+            "no sync.filter_field configured: every record syncs",
+        );
+    };
+    let entities = config.sync.entities.join(",");
+    let fix = format!(
+        "run `mdsync setup sync-filter --entities {entities}` (creates the Boolean `{field}` column where missing)"
+    );
+    let i = match inspector {
+        Err(e) => return fail(FILTER, format!("not checked: {e}"), fix),
+        Ok(i) => i,
+    };
+    let mut problems = Vec::new();
+    for entity in &config.sync.entities {
+        match filter_column(i, entity, field).await {
+            Ok(FilterColumn::Boolean) => {}
+            Ok(FilterColumn::Missing) => problems.push(format!("missing on {entity}")),
+            Ok(FilterColumn::OtherType(t)) => {
+                problems.push(format!("on {entity} it is {t}, not Boolean"))
+            }
+            Ok(FilterColumn::NoTable) => problems.push(format!("no table {entity}")),
+            Err(e) => problems.push(format!("{entity}: {}", describe(&e))),
+        }
+    }
+    if problems.is_empty() {
+        pass(FILTER, format!("Boolean `{field}` exists on {entities}"))
+    } else {
+        fail(FILTER, format!("`{field}`: {}", problems.join("; ")), fix)
+    }
+}
