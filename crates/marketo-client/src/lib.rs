@@ -7,6 +7,23 @@
 //! codes (604/606/608/611/615/713, 5xx, timeouts). 607 (daily quota) and 1029 (bulk limits) are fatal
 //! and never retried. Reads are paged ([`Pager`], [`ActivityPager`]) so memory is bounded by one page.
 //!
+//! ```no_run
+//! # async fn run() -> Result<(), mdsync_marketo_client::Error> {
+//! use mdsync_marketo_client::{ActivityFilter, Client, ClientConfig};
+//! let client = Client::new(ClientConfig::new("https://123-ABC-456.mktorest.com", "id", "secret"))?;
+//! let start = client.paging_token(chrono::Utc::now() - chrono::Duration::hours(1)).await?;
+//! let next_run_token = client
+//!     .lead_changes(start, &["email", "firstName"], &ActivityFilter::default())?
+//!     .drain(|changes| {
+//!         println!("{} changes", changes.len());
+//!         Ok(())
+//!     })
+//!     .await?;
+//! # let _ = next_run_token;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Secrets: the client secret and tokens are [`mdsync_secret::Secret`]s; request URLs are never logged
 //! with their query, and transport errors are stripped of URLs.
 

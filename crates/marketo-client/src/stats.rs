@@ -12,7 +12,7 @@ pub(crate) struct Counters {
     failures: AtomicU64,
 }
 
-/// A snapshot of [`Counters`].
+/// What a client did since it was built (see [`Client::stats`](crate::Client::stats)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ClientStats {
     /// HTTP attempts sent to REST/bulk endpoints (identity excluded).
