@@ -174,3 +174,24 @@ pub struct CycleRecord {
     pub counts: Value,
     pub error: Option<String>,
 }
+
+impl CycleCommit {
+    /// The commit for a settled batch (see `CyclePlan::settle`) and the cursors it covers.
+    pub fn from_settled(
+        settled: mdsync_sync_core::plan::Settled,
+        cursors: Vec<CursorUpdate>,
+    ) -> CycleCommit {
+        CycleCommit {
+            cursors,
+            effects: settled.effects,
+            dead_letters: settled
+                .dead_letters
+                .into_iter()
+                .map(NewDeadLetter::from)
+                .collect(),
+            resolved_dead_letters: Vec::new(),
+            conflicts: settled.conflicts,
+            backlog: Vec::new(),
+        }
+    }
+}

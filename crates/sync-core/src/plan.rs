@@ -285,8 +285,15 @@ pub struct CyclePlan {
     pub counts: PlanCounts,
 }
 
-/// A conflict decided while planning the CRM side, applied when planning the Marketo side.
-type Decisions = HashMap<(i64, String), Side>;
+/// A field both sides changed, settled while planning the CRM side and applied to the Marketo side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Decision {
+    /// Both sides already hold the same value.
+    Agreed,
+    Won(Side),
+}
+
+type Decisions = HashMap<(i64, String), Decision>;
 
 struct Planner<'a> {
     settings: &'a PlanSettings,
@@ -692,7 +699,7 @@ impl<'a> Planner<'a> {
                         if their_fp == mk_fp {
                             // Both sides now hold the same value: nothing to write either way.
                             self.decisions
-                                .insert((marketo_id, f.marketo.clone()), Side::Crm);
+                                .insert((marketo_id, f.marketo.clone()), Decision::Agreed);
                             self.plan.unconditional.fingerprints.push(crm_fp_entry);
                             self.plan.unconditional.fingerprints.push(mk_fp_entry);
                             echoes += 1;
@@ -711,7 +718,7 @@ impl<'a> Planner<'a> {
                             },
                         );
                         self.decisions
-                            .insert((marketo_id, f.marketo.clone()), winner);
+                            .insert((marketo_id, f.marketo.clone()), Decision::Won(winner));
                         self.plan.counts.entry(entity, Flow::ToMarketo).conflicts += 1;
                         self.plan.conflicts.push(ConflictRecord {
                             entity,
@@ -1051,11 +1058,15 @@ impl<'a> Planner<'a> {
             let crm_ty = self.settings.schema.crm(entity, &f.crm);
             let mk_fp = Fingerprint::of_marketo(&change.value, mk_ty);
             match self.decisions.get(&(person_id, mk_field.clone())) {
-                Some(Side::Crm) => {
+                Some(Decision::Agreed) => {
+                    echoes += 1;
+                    continue;
+                }
+                Some(Decision::Won(Side::Crm)) => {
                     lost += 1;
                     continue;
                 }
-                Some(Side::Marketo) => {}
+                Some(Decision::Won(Side::Marketo)) => {}
                 None => {
                     let stored = self
                         .input
@@ -1287,5 +1298,108 @@ pub fn plan_push_person(settings: &PlanSettings, request: PushRequest<'_>) -> Pu
     };
     PushPlan::Create {
         ops: vec![create, stamp(entity, new_id, fps)],
+    }
+}
+
+/// The CRM ids whose links a batch needs: its records plus the leads contacts were qualified from and the
+/// customers of opportunities. Feed them to the state store, then build the [`LinkView`].
+pub fn referenced_crm_ids(changes: &[CrmChange]) -> Vec<Uuid> {
+    let mut ids = Vec::with_capacity(changes.len());
+    for c in changes {
+        ids.push(c.id());
+        if let CrmChange::Upsert(r) = c {
+            for key in ["_originatingleadid_value", "_customerid_value"] {
+                if let Some(id) = r
+                    .fields
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .and_then(|s| Uuid::parse_str(s).ok())
+                {
+                    ids.push(id);
+                }
+            }
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// The Marketo person ids a batch of Marketo changes touches (for the link lookup by Marketo id).
+pub fn marketo_person_ids(changes: &[MarketoChange]) -> Vec<i64> {
+    let mut ids: Vec<i64> = changes.iter().map(MarketoChange::person_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// How one planned op went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpOutcome {
+    /// Written; for [`OpKind::CreatePerson`], the id Marketo returned.
+    Done { marketo_id: Option<i64> },
+    /// Rejected for this record (the batch went on): the service's code and message.
+    Failed { code: String, message: String },
+    /// Not attempted (e.g. the cycle stopped): no state for it is committed, so it is planned again.
+    NotAttempted,
+}
+
+/// What to commit for a batch once its ops ran.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Settled {
+    pub effects: StateEffects,
+    pub dead_letters: Vec<PlannedDeadLetter>,
+    pub conflicts: Vec<ConflictRecord>,
+    /// How many ops were written / failed / not attempted.
+    pub done: usize,
+    pub failed: usize,
+    pub not_attempted: usize,
+}
+
+impl CyclePlan {
+    /// Folds per-op outcomes (`outcomes[i]` for `ops[i]`) into the state to commit: the unconditional
+    /// effects, the `on_success` effects of written ops, a dead letter per failed op (plus those planned).
+    ///
+    /// A missing outcome counts as not attempted. A create that reports no Marketo id leaves its link
+    /// without one; the next cycle's update then re-creates by `msftId`, which is idempotent.
+    pub fn settle(self, outcomes: &[OpOutcome]) -> Settled {
+        let mut settled = Settled {
+            effects: self.unconditional,
+            dead_letters: self.dead_letters,
+            conflicts: self.conflicts,
+            ..Settled::default()
+        };
+        for (i, op) in self.ops.into_iter().enumerate() {
+            match outcomes.get(i).unwrap_or(&OpOutcome::NotAttempted) {
+                OpOutcome::Done { marketo_id } => {
+                    settled.done += 1;
+                    let mut effects = op.on_success;
+                    if let Some(id) = marketo_id {
+                        effects.set_marketo_id(op.crm_id, *id);
+                    }
+                    settled.effects.extend(effects);
+                }
+                OpOutcome::Failed { code, message } => {
+                    settled.failed += 1;
+                    settled.dead_letters.push(PlannedDeadLetter {
+                        entity: op.entity,
+                        crm_id: Some(op.crm_id),
+                        marketo_id: match &op.kind {
+                            OpKind::UpdatePerson { marketo_id }
+                            | OpKind::MarkPersonDeleted { marketo_id } => Some(*marketo_id),
+                            OpKind::UpsertRole { role } => Some(role.lead_id),
+                            _ => None,
+                        },
+                        operation: op.kind.operation().to_owned(),
+                        flow: op.flow,
+                        code: code.clone(),
+                        message: message.clone(),
+                        payload: serde_json::json!({ "op": op.kind, "payload": op.payload }),
+                    });
+                }
+                OpOutcome::NotAttempted => settled.not_attempted += 1,
+            }
+        }
+        settled
     }
 }

@@ -1030,3 +1030,79 @@ fn push_person_creates_once_links_existing_and_reports_bad_values() {
         ("create", Flow::ToDynamics, Some(43))
     );
 }
+
+#[test]
+fn settling_outcomes_commits_only_successes_and_dead_letters_failures() {
+    use mdsync_sync_core::plan::{OpOutcome, marketo_person_ids, referenced_crm_ids};
+    let s = Scenario::new(
+        false,
+        vec![link(CrmEntity::Lead, 1, Some(500), FilterValue::Missing)],
+        vec![],
+    );
+    let changes = [
+        CrmChange::Upsert(record(CrmEntity::Lead, 1, HUMAN, json!({"lastname": "A"}))),
+        CrmChange::Upsert(record(CrmEntity::Lead, 2, HUMAN, json!({"lastname": "B"}))),
+        CrmChange::Upsert(record(
+            CrmEntity::Contact,
+            3,
+            HUMAN,
+            json!({"lastname": "C", "_originatingleadid_value": Uuid::from_u128(9).to_string()}),
+        )),
+        CrmChange::Delete {
+            entity: CrmEntity::Lead,
+            id: Uuid::from_u128(42),
+        },
+    ];
+    assert_eq!(
+        referenced_crm_ids(&changes),
+        [1u128, 2, 3, 9, 42].map(Uuid::from_u128).to_vec()
+    );
+    assert_eq!(
+        marketo_person_ids(&[
+            MarketoChange::Delete { person_id: 5 },
+            MarketoChange::Delete { person_id: 5 }
+        ]),
+        vec![5]
+    );
+
+    let plan = s.plan(Mode::Incremental, &changes, &[]);
+    assert_eq!(plan.ops.len(), 3);
+    let settled = plan.settle(&[
+        OpOutcome::Failed {
+            code: "1006".into(),
+            message: "Field 'lastName' not found".into(),
+        },
+        OpOutcome::Done {
+            marketo_id: Some(777),
+        },
+    ]);
+    assert_eq!(
+        (settled.done, settled.failed, settled.not_attempted),
+        (1, 1, 1)
+    );
+    assert_eq!(settled.dead_letters.len(), 1);
+    let d = &settled.dead_letters[0];
+    assert_eq!(
+        (
+            d.crm_id,
+            d.marketo_id,
+            d.operation.as_str(),
+            d.code.as_str()
+        ),
+        (Some(Uuid::from_u128(1)), Some(500), "update", "1006")
+    );
+    assert_eq!(d.payload["payload"]["lastName"], json!("A"));
+    // Only the successful create's link (with the returned id) and fingerprints are committed.
+    let links: Vec<_> = settled.effects.links.iter().collect();
+    assert_eq!(links.len(), 1);
+    assert!(
+        matches!(links[0], LinkChange::Upsert(l) if l.crm_id == Uuid::from_u128(2) && l.marketo_id == Some(777))
+    );
+    assert!(
+        settled
+            .effects
+            .fingerprints
+            .iter()
+            .all(|f| f.crm_id == Uuid::from_u128(2))
+    );
+}
