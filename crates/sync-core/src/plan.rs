@@ -85,6 +85,11 @@ pub enum Mode {
 }
 
 /// One batch to plan.
+///
+/// Conflicts are detected within one call only: pass a page of CRM changes together with the Marketo
+/// changes of the persons linked to those records (and the remaining Marketo changes in a later call, with
+/// no CRM changes). A field both sides changed but planned in separate calls is not a conflict: the later
+/// call simply wins.
 #[derive(Clone, Copy, Debug)]
 pub struct CycleInput<'a> {
     pub mode: Mode,
