@@ -906,3 +906,84 @@ async fn the_request_limit_is_ridden_out_with_retry_after() {
     assert!(err.retry_after().is_some());
     running.shutdown().await.expect("shutdown");
 }
+
+/// Collects formatted log output so a test can read what the client logged.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn logs_and_debug_output_never_carry_secrets_or_tokens() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "mdsync_dataverse_client=trace",
+        ))
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let running = emulator(Duration::from_secs(3599)).await;
+    let d = running.description().clone();
+    let client = admin(&running);
+    client.whoami().await.expect("whoami");
+    surface(
+        &running,
+        "/_emulator/faults",
+        json!({"path_contains": "WhoAmI", "status": 429, "code": "0x80072322", "headers": {"Retry-After": "0"}, "count": 1}),
+    )
+    .await;
+    client.whoami().await.expect("after a 429");
+    let err = client
+        .retrieve("accounts", Uuid::new_v4(), &["name"])
+        .await
+        .expect_err("missing");
+    let bad =
+        Client::new(config(&running, &d.admin_client_id, "wrong-secret-value")).expect("config");
+    let auth_err = bad.whoami().await.expect_err("bad secret");
+
+    let logs = String::from_utf8(captured.0.lock().expect("logs").clone()).expect("utf-8 logs");
+    assert!(
+        logs.contains("Dataverse response"),
+        "requests are traced: {logs}"
+    );
+    assert!(logs.contains("status=429"), "{logs}");
+    for text in [
+        logs.as_str(),
+        &format!("{client:?}"),
+        &format!("{err:?}"),
+        &format!("{auth_err:?} {auth_err}"),
+    ] {
+        assert!(
+            !text.contains(&d.admin_client_secret),
+            "secret leaked: {text}"
+        );
+        assert!(
+            !text.contains("wrong-secret-value"),
+            "secret leaked: {text}"
+        );
+        assert!(!text.contains("Bearer "), "token leaked: {text}");
+        assert!(!text.contains("eyJ"), "JWT leaked: {text}");
+    }
+    running.shutdown().await.expect("shutdown");
+}
