@@ -1,0 +1,405 @@
+//! What the two services actually have: the sync identities, each side's field types, and the mapping
+//! narrowed to fields that exist on both sides (a mapped field missing on one side is reported, not sent).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use mdsync_dataverse_client::Client as CrmClient;
+use mdsync_marketo_client::{Client as MarketoClient, ObjectKind};
+use mdsync_sync_core::convert::{CrmFieldType, MarketoFieldType, OptionValue};
+use mdsync_sync_core::mapping::{
+    ConflictPolicy, Direction, EntityMapping, FieldMapping, MSFT_ID, MSFT_IS_DELETED, MSFT_TYPE,
+    Mappings,
+};
+use mdsync_sync_core::plan::Schema;
+use mdsync_sync_core::record::{CrmEntity, MarketoObject};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::EngineError;
+use crate::settings::EngineSettings;
+
+/// The order entities load in: companies before the persons that point at them, persons before the
+/// opportunity roles that point at them.
+pub const LOAD_ORDER: [CrmEntity; 4] = [
+    CrmEntity::Account,
+    CrmEntity::Lead,
+    CrmEntity::Contact,
+    CrmEntity::Opportunity,
+];
+
+/// The contact's account, sent as the person's `externalCompanyId` (marketo-dynamics-sync.md §3).
+pub const PARENT_CUSTOMER: &str = "_parentcustomerid_value";
+/// A contact's originating lead (Qualify).
+pub const ORIGINATING_LEAD: &str = "_originatingleadid_value";
+/// An opportunity's potential customer (roles).
+pub const CUSTOMER: &str = "_customerid_value";
+
+/// The result of looking at both services before syncing.
+#[derive(Clone, Debug)]
+pub struct Discovery {
+    pub crm_sync_user: Uuid,
+    pub marketo_api_users: Vec<String>,
+    pub schema: Schema,
+    /// The configured mapping narrowed to fields both sides have.
+    pub mappings: Mappings,
+    /// Entities that will sync, in [`LOAD_ORDER`].
+    pub entities: Vec<CrmEntity>,
+    /// Columns to read per entity (`$select`).
+    pub select: HashMap<CrmEntity, Vec<String>>,
+    /// The filter column, when configured and present on the entity.
+    pub filter_column: HashMap<CrmEntity, String>,
+    /// What was left out and why (fields missing on one side, unsupported entities).
+    pub notes: Vec<String>,
+}
+
+/// One Dataverse attribute as the metadata API describes it.
+struct CrmAttribute {
+    logical_name: String,
+    ty: Option<CrmFieldType>,
+    lookup: bool,
+}
+
+fn crm_type(attr: &Value) -> (Option<CrmFieldType>, bool) {
+    let kind = attr
+        .get("AttributeType")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let options = || {
+        attr.get("OptionSet")
+            .and_then(|o| o.get("Options"))
+            .and_then(Value::as_array)
+            .map(|opts| {
+                opts.iter()
+                    .filter_map(|o| {
+                        let value = o.get("Value")?.as_i64()?;
+                        let label = o
+                            .pointer("/Label/UserLocalizedLabel/Label")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned();
+                        Some(OptionValue { value, label })
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    match kind {
+        "String" | "Memo" => (
+            Some(CrmFieldType::String {
+                max_length: attr
+                    .get("MaxLength")
+                    .and_then(Value::as_u64)
+                    .map(|n| n as usize),
+            }),
+            false,
+        ),
+        "Picklist" | "State" | "Status" => {
+            (Some(CrmFieldType::Choice { options: options() }), false)
+        }
+        "Boolean" => (Some(CrmFieldType::Boolean), false),
+        "Integer" => (Some(CrmFieldType::Integer), false),
+        "BigInt" => (Some(CrmFieldType::BigInt), false),
+        "Decimal" | "Double" | "Money" => (Some(CrmFieldType::Decimal), false),
+        "DateTime" => {
+            let date_only = attr.get("Format").and_then(Value::as_str) == Some("DateOnly");
+            (
+                Some(if date_only {
+                    CrmFieldType::DateOnly
+                } else {
+                    CrmFieldType::DateTime
+                }),
+                false,
+            )
+        }
+        "Uniqueidentifier" => (Some(CrmFieldType::Guid), false),
+        "Lookup" | "Customer" | "Owner" => (Some(CrmFieldType::Guid), true),
+        _ => (None, false),
+    }
+}
+
+async fn crm_attributes(
+    crm: &CrmClient,
+    entity: CrmEntity,
+) -> Result<Vec<CrmAttribute>, EngineError> {
+    let body = crm
+        .get_json(&format!(
+            "EntityDefinitions(LogicalName='{}')/Attributes",
+            entity.logical_name()
+        ))
+        .await?;
+    let items = body
+        .get("value")
+        .and_then(Value::as_array)
+        .ok_or_else(|| EngineError::Protocol("attribute metadata without `value`".into()))?;
+    Ok(items
+        .iter()
+        .filter_map(|a| {
+            let logical_name = a.get("LogicalName")?.as_str()?.to_owned();
+            let (ty, lookup) = crm_type(a);
+            Some(CrmAttribute {
+                logical_name,
+                ty,
+                lookup,
+            })
+        })
+        .collect())
+}
+
+/// The column name a Web API row carries for an attribute (`_x_value` for lookups).
+fn row_name(attr: &CrmAttribute) -> String {
+    if attr.lookup {
+        format!("_{}_value", attr.logical_name)
+    } else {
+        attr.logical_name.clone()
+    }
+}
+
+/// Reads mdsync's API user email from the identity endpoint's `scope` (Marketo stamps it as `Modifying
+/// User` on every write the user makes).
+async fn marketo_api_user(marketo: &MarketoClient) -> Result<String, EngineError> {
+    let config = marketo.config();
+    let base = config.url.trim().trim_end_matches('/');
+    let base = base
+        .strip_suffix("/rest")
+        .or_else(|| base.strip_suffix("/identity"))
+        .unwrap_or(base);
+    let http = reqwest::Client::builder()
+        .timeout(config.timeout)
+        .build()
+        .map_err(|e| EngineError::Protocol(format!("http client: {e}")))?;
+    let response = http
+        .get(format!("{base}/identity/oauth/token"))
+        .query(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", config.client_id.as_str()),
+            ("client_secret", config.client_secret.expose()),
+        ])
+        .send()
+        .await
+        .map_err(|e| {
+            EngineError::Protocol(format!("Marketo identity endpoint: {}", e.without_url()))
+        })?;
+    let body: Value = response.json().await.map_err(|e| {
+        EngineError::Protocol(format!("Marketo identity answer: {}", e.without_url()))
+    })?;
+    body.get("scope")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            EngineError::NotPrepared(
+                "the Marketo identity endpoint did not name the API user (no `scope`); set it in the config"
+                    .into(),
+            )
+        })
+}
+
+fn marketo_kind(object: MarketoObject) -> Option<ObjectKind> {
+    match object {
+        MarketoObject::Company => Some(ObjectKind::Companies),
+        MarketoObject::Opportunity => Some(ObjectKind::Opportunities),
+        _ => None,
+    }
+}
+
+/// Looks at both services and narrows the configured mapping to what they have.
+pub async fn discover(
+    crm: &CrmClient,
+    marketo: &MarketoClient,
+    settings: &EngineSettings,
+) -> Result<Discovery, EngineError> {
+    let crm_sync_user = match settings.crm_sync_user {
+        Some(id) => id,
+        None => crm.whoami().await?.user_id,
+    };
+    let marketo_api_users = if settings.marketo_api_users.is_empty() {
+        vec![marketo_api_user(marketo).await?]
+    } else {
+        settings.marketo_api_users.clone()
+    };
+    let mut schema = Schema::default();
+    let mut notes = Vec::new();
+
+    // Marketo side: persons always; companies and opportunities when synced.
+    let mut marketo_fields: HashMap<MarketoObject, HashSet<String>> = HashMap::new();
+    let persons: HashSet<String> = marketo
+        .describe_leads()
+        .await?
+        .into_iter()
+        .filter_map(|f| {
+            let rest = f.rest?;
+            schema.set_marketo(
+                MarketoObject::Person,
+                rest.name.clone(),
+                MarketoFieldType::from_describe(&f.data_type, f.length.map(|n| n as usize)),
+            );
+            Some(rest.name)
+        })
+        .collect();
+    for required in [MSFT_ID, MSFT_TYPE, MSFT_IS_DELETED] {
+        if !persons.contains(required) {
+            return Err(EngineError::NotPrepared(format!(
+                "the Marketo instance has no `{required}` person field (run `mdsync setup`)"
+            )));
+        }
+    }
+    marketo_fields.insert(MarketoObject::Person, persons);
+
+    let mut entities = Vec::new();
+    for entity in LOAD_ORDER {
+        if settings.entities.contains(&entity) {
+            entities.push(entity);
+        }
+    }
+    if settings.entities.contains(&CrmEntity::SystemUser) {
+        notes.push(
+            "systemuser: not synced — Marketo sales persons (/rest/v1/salespersons.json) are not supported by this Marketo endpoint".into(),
+        );
+    }
+    let mut kept = Vec::new();
+    for entity in entities {
+        let object = entity.marketo_object();
+        if let Some(kind) = marketo_kind(object)
+            && !marketo_fields.contains_key(&object)
+        {
+            match marketo.describe_object(kind).await {
+                Ok(d) => {
+                    let names = d
+                        .fields
+                        .into_iter()
+                        .map(|f| {
+                            schema.set_marketo(
+                                object,
+                                f.name.clone(),
+                                MarketoFieldType::from_describe(
+                                    &f.data_type,
+                                    f.length.map(|n| n as usize),
+                                ),
+                            );
+                            f.name
+                        })
+                        .collect();
+                    marketo_fields.insert(object, names);
+                }
+                Err(e) if !crate::error::marketo_transient(&e) && !e.is_fatal() => {
+                    notes.push(format!("{entity}: not synced — Marketo {object}s: {e}"));
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        kept.push(entity);
+    }
+
+    let mut mappings = Mappings {
+        entities: BTreeMap::new(),
+    };
+    let mut select = HashMap::new();
+    let mut filter_column = HashMap::new();
+    let mut entities = Vec::new();
+    for entity in kept {
+        let attrs = match crm_attributes(crm, entity).await {
+            Ok(a) => a,
+            Err(EngineError::Dataverse(e))
+                if e.kind() == mdsync_dataverse_client::ErrorKind::NotFound =>
+            {
+                notes.push(format!("{entity}: not synced — no such Dataverse table"));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let mut columns: HashMap<String, &CrmAttribute> = HashMap::new();
+        for a in &attrs {
+            if let Some(ty) = &a.ty {
+                schema.set_crm(entity, a.logical_name.clone(), ty.clone());
+                schema.set_crm(entity, row_name(a), ty.clone());
+            }
+            columns.insert(row_name(a), a);
+        }
+        let object = entity.marketo_object();
+        let Some(target) = marketo_fields.get(&object) else {
+            continue;
+        };
+        let mut configured = settings
+            .mappings
+            .get(entity)
+            .cloned()
+            .unwrap_or_else(|| EntityMapping::defaults(entity));
+        if entity == CrmEntity::Contact
+            && configured.by_crm(PARENT_CUSTOMER).is_none()
+            && !configured
+                .fields
+                .iter()
+                .any(|f| f.marketo == "externalCompanyId")
+        {
+            configured.fields.push(FieldMapping {
+                crm: PARENT_CUSTOMER.into(),
+                marketo: "externalCompanyId".into(),
+                direction: Direction::ToMarketo,
+                conflict: ConflictPolicy::DynamicsWins,
+            });
+        }
+        let mut fields = Vec::new();
+        for f in configured.fields {
+            match (columns.contains_key(&f.crm), target.contains(&f.marketo)) {
+                (true, true) => fields.push(f),
+                (false, _) => notes.push(format!(
+                    "{entity}.{} → {}: not synced — Dataverse has no such column",
+                    f.crm, f.marketo
+                )),
+                (true, false) => notes.push(format!(
+                    "{entity}.{} → {}: not synced — Marketo {object} has no such field",
+                    f.crm, f.marketo
+                )),
+            }
+        }
+        let mut cols: Vec<String> = vec![entity.primary_key().to_owned()];
+        for system in ["_modifiedby_value", "modifiedon", "versionnumber"] {
+            if columns.contains_key(system) {
+                cols.push(system.to_owned());
+            }
+        }
+        for f in &fields {
+            if !cols.contains(&f.crm) {
+                cols.push(f.crm.clone());
+            }
+        }
+        let extra: &[&str] = match entity {
+            CrmEntity::Contact => &[ORIGINATING_LEAD],
+            CrmEntity::Opportunity => &[CUSTOMER],
+            _ => &[],
+        };
+        for e in extra {
+            if columns.contains_key(*e) && !cols.iter().any(|c| c == e) {
+                cols.push((*e).to_owned());
+            }
+        }
+        if let Some(filter) = &settings.filter_field {
+            if columns.contains_key(filter) {
+                if !cols.contains(filter) {
+                    cols.push(filter.clone());
+                }
+                filter_column.insert(entity, filter.clone());
+            } else {
+                notes.push(format!(
+                    "{entity}: the sync filter `{filter}` does not exist; every record syncs"
+                ));
+            }
+        }
+        select.insert(entity, cols);
+        mappings
+            .entities
+            .insert(entity, EntityMapping { entity, fields });
+        entities.push(entity);
+    }
+    Ok(Discovery {
+        crm_sync_user,
+        marketo_api_users,
+        schema,
+        mappings,
+        entities,
+        select,
+        filter_column,
+        notes,
+    })
+}
