@@ -1,6 +1,9 @@
 //! `mdsync`: the command-line entry point (emulators, quickstart, benchmarks).
 
 mod bench;
+mod cli_config;
+mod cli_setup;
+mod cli_validate;
 mod emulate;
 mod http;
 mod quickstart;
@@ -30,6 +33,12 @@ enum Command {
         #[command(subcommand)]
         target: BenchTarget,
     },
+    /// Write a config file (`config init --from-emulator ...`).
+    Config(cli_config::ConfigArgs),
+    /// Set up Dynamics and Marketo for the sync (sync user, sync filter, Marketo fields).
+    Setup(cli_setup::SetupArgs),
+    /// Check the whole setup; exit 0 all pass, 1 any fails, 2 could not run.
+    Validate(cli_validate::ValidateArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -62,6 +71,9 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Emulate(args) => emulate::run(args).await,
             Command::Quickstart(args) => quickstart::run(args).await,
+            Command::Config(args) => cli_config::run(args).await,
+            Command::Setup(args) => cli_setup::run(args).await,
+            Command::Validate(args) => cli_validate::run(args).await,
             Command::Bench {
                 target: BenchTarget::Emulator(args),
             } => bench::run(args).await,

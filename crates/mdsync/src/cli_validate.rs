@@ -1,0 +1,59 @@
+//! `mdsync validate [--json]`: every check as a table (or one JSON object).
+//! Exit codes: 0 every check passed, 1 any failed, 2 could not run (e.g. unreadable config).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// Config file.
+    #[arg(long, default_value = "mdsync.toml")]
+    config: PathBuf,
+    /// Print `{"ok":bool,"checks":[{"name","ok","found","fix"}]}` instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(args: ValidateArgs) -> anyhow::Result<()> {
+    let config = match mdsync_config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let report = mdsync_setup::validate::validate(&config).await;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_table(&report);
+    }
+    let _ = std::io::stdout().flush();
+    std::process::exit(if report.ok { 0 } else { 1 })
+}
+
+fn print_table(report: &mdsync_setup::validate::Report) {
+    let width = report
+        .checks
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!("{:<width$}  {:<4}  found / fix", "check", "ok");
+    for check in &report.checks {
+        let mark = if check.ok { "pass" } else { "FAIL" };
+        println!("{:<width$}  {mark:<4}  {}", check.name, check.found);
+        if !check.ok {
+            println!("{:<width$}        fix: {}", "", check.fix);
+        }
+    }
+    let failed = report.checks.iter().filter(|c| !c.ok).count();
+    if failed == 0 {
+        println!("all {} checks passed", report.checks.len());
+    } else {
+        println!("{failed} of {} checks failed", report.checks.len());
+    }
+}
