@@ -165,6 +165,15 @@ impl DataverseError {
     pub fn retry_after(&self) -> Option<Duration> {
         self.0.retry_after
     }
+    /// True when the path itself names nothing (`0x8006088a` "Resource not found for the segment ..."):
+    /// an entity set, function or column the org does not have, as opposed to a missing record.
+    pub fn is_unknown_resource(&self) -> bool {
+        self.0
+            .code
+            .as_deref()
+            .is_some_and(|c| c.eq_ignore_ascii_case("0x8006088a"))
+    }
+
     /// True for failures that may succeed later without any change (throttling, 5xx, timeouts, transport).
     pub fn is_transient(&self) -> bool {
         matches!(

@@ -464,6 +464,16 @@ async fn alternate_keys_functions_and_actions() {
         .await
         .expect_err("unknown");
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(err.is_unknown_resource(), "{err}");
+    let err = client
+        .retrieve("accounts", Uuid::new_v4(), &["name"])
+        .await
+        .expect_err("missing record");
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(
+        !err.is_unknown_resource(),
+        "a missing record is not a missing resource"
+    );
     let err = client
         .retrieve(
             "accounts",
