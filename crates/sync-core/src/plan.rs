@@ -14,7 +14,7 @@
 //! Ops that create Marketo persons are meant to be sent with `lookupField=msftId` so that a retry after a
 //! crash updates the person created the first time instead of duplicating it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -308,6 +308,8 @@ struct Planner<'a> {
     /// Sync-filter flags read in this batch's CRM rows, newer than the links' (a Yes → No in the same batch
     /// must also stop that record's Marketo changes).
     filter_now: HashMap<Uuid, FilterValue>,
+    /// CRM records deleted in this batch: their persons' Marketo changes have nowhere to go.
+    deleted_now: HashSet<Uuid>,
     pending_marketo: HashMap<i64, &'a BTreeMap<String, MarketoFieldChange>>,
 }
 
@@ -325,6 +327,7 @@ pub fn plan_cycle(settings: &PlanSettings, input: CycleInput<'_>) -> CyclePlan {
         plan: CyclePlan::default(),
         decisions: HashMap::new(),
         filter_now: HashMap::new(),
+        deleted_now: HashSet::new(),
         pending_marketo,
     };
     for change in input.crm {
@@ -940,6 +943,7 @@ impl<'a> Planner<'a> {
     }
 
     fn crm_delete(&mut self, entity: CrmEntity, id: Uuid) {
+        self.deleted_now.insert(id);
         let Some(link) = self.input.links.by_crm(id).cloned() else {
             self.skip(
                 entity,
@@ -1023,6 +1027,16 @@ impl<'a> Planner<'a> {
             );
             return;
         };
+        if self.deleted_now.contains(&link.crm_id) {
+            self.skip(
+                link.crm_entity,
+                Some(link.crm_id),
+                Some(person_id),
+                Flow::ToDynamics,
+                SkipReason::NotLinked,
+            );
+            return;
+        }
         let entity = link.crm_entity;
         let filter = self
             .filter_now

@@ -1106,3 +1106,30 @@ fn settling_outcomes_commits_only_successes_and_dead_letters_failures() {
             .all(|f| f.crm_id == Uuid::from_u128(2))
     );
 }
+
+#[test]
+fn marketo_edits_of_a_record_deleted_in_the_same_batch_go_nowhere() {
+    let s = Scenario::new(
+        false,
+        vec![link(CrmEntity::Lead, 1, Some(500), FilterValue::Missing)],
+        vec![],
+    );
+    let plan = s.plan(
+        Mode::Incremental,
+        &[CrmChange::Delete {
+            entity: CrmEntity::Lead,
+            id: Uuid::from_u128(1),
+        }],
+        &[mk_change(
+            500,
+            ChangeActor::Other,
+            &[("lastName", json!("Late"))],
+        )],
+    );
+    assert_eq!(plan.ops.len(), 1);
+    assert_eq!(
+        plan.ops[0].kind,
+        OpKind::MarkPersonDeleted { marketo_id: 500 }
+    );
+    assert_eq!(plan.skips[0].reason, SkipReason::NotLinked);
+}
