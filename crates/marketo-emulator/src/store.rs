@@ -18,6 +18,7 @@ pub enum StoreError {
 }
 
 const FILE_NAME: &str = "marketo.sqlite";
+const STATEMENT_CACHE: usize = 128;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -72,6 +73,8 @@ impl Store {
     /// Opens `<dir>/marketo.sqlite` (or a temp file) and creates the schema and the standard lead fields.
     pub fn open(dir: Option<&Path>) -> Result<Self, StoreError> {
         let (conn, temp) = mdsync_emulator_kit::open_database(dir, FILE_NAME)?;
+        // Every hot statement stays prepared (the default cache of 16 would thrash on the sync path).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.execute_batch(SCHEMA)?;
         let path = conn
             .path()
