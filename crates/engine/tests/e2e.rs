@@ -102,3 +102,399 @@ async fn initial_load_lands_in_marketo_with_msft_fields() {
     assert_eq!(again.marketo_writes + again.crm_writes, 0, "{again:?}");
     let _: Value = json!(null);
 }
+
+async fn marketo_id(env: &Env, crm_id: uuid::Uuid) -> i64 {
+    env.store()
+        .links_by_crm_ids(&[crm_id])
+        .expect("links")
+        .first()
+        .and_then(|l| l.marketo_id)
+        .expect("linked person")
+}
+
+/// Sets up, seeds a few leads and contacts, runs the initial load; returns (engine, leads, contacts).
+async fn loaded(
+    env: &Env,
+    filter: bool,
+) -> (mdsync_engine::Engine, Vec<uuid::Uuid>, Vec<uuid::Uuid>) {
+    env.prepare(filter).await;
+    env.seed_crm(json!({"seed": 3, "accounts": 2, "contacts": 6, "leads": 6}))
+        .await;
+    let mut settings = env.settings();
+    if filter {
+        settings.filter_field = Some("new_synctomkto".into());
+    }
+    let engine = env.engine(settings);
+    let r = engine
+        .run_cycle(CycleOptions::default())
+        .await
+        .expect("initial cycle");
+    assert_eq!(r.dead_letters, 0, "{r:?}");
+    let leads = env.crm_ids("leads", "leadid", 10).await;
+    let contacts = env.crm_ids("contacts", "contactid", 10).await;
+    (engine, leads, contacts)
+}
+
+fn count(
+    report: &mdsync_engine::CycleReport,
+    entity: &str,
+    flow: &str,
+    f: impl Fn(&mdsync_sync_core::plan::OpCounts) -> u64,
+) -> u64 {
+    report
+        .counts
+        .iter()
+        .filter(|r| r.entity.to_string() == entity && r.flow.to_string() == flow)
+        .map(|r| f(&r.counts))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_flow_both_ways_and_echoes_are_suppressed() {
+    let env = Env::start().await;
+    let (engine, leads, contacts) = loaded(&env, false).await;
+    // A human edits a lead in Dynamics; a marketer edits a contact's person in Marketo.
+    env.human(
+        reqwest::Method::PATCH,
+        &format!("leads({})", leads[0]),
+        Some(json!({"firstname": "Zed"})),
+    )
+    .await;
+    let c0 = marketo_id(&env, contacts[0]).await;
+    env.marketer_edit(json!({"leadId": c0, "fields": {"title": "CFO"}}))
+        .await;
+
+    let r = engine
+        .run_cycle(CycleOptions::default())
+        .await
+        .expect("cycle");
+    eprintln!("{}", r.table());
+    assert_eq!(
+        env.person(leads[0], &["firstName"]).await["firstName"],
+        "Zed"
+    );
+    assert_eq!(
+        env.crm_row("contacts", contacts[0], &["jobtitle"]).await["jobtitle"],
+        "CFO"
+    );
+    assert_eq!((r.marketo_writes, r.crm_writes), (1, 1), "{r:?}");
+
+    // The two writes come back as changes (a Change Data Value by mdsync's API user, a delta row modified
+    // by the sync user): both are echoes, nothing is written back.
+    let echo = engine
+        .run_cycle(CycleOptions::default())
+        .await
+        .expect("echo cycle");
+    eprintln!("{}", echo.table());
+    assert_eq!((echo.marketo_writes, echo.crm_writes), (0, 0), "{echo:?}");
+    assert!(
+        echo.marketo_changes_read >= 1,
+        "our own Marketo write was read back: {echo:?}"
+    );
+    assert!(
+        count(&echo, "contact", "to_marketo", |c| c.echoes) >= 1,
+        "{echo:?}"
+    );
+    // Dynamics still has the marketer's value, Marketo the human's.
+    assert_eq!(
+        env.crm_row("contacts", contacts[0], &["jobtitle"]).await["jobtitle"],
+        "CFO"
+    );
+    assert_eq!(
+        env.person(leads[0], &["firstName"]).await["firstName"],
+        "Zed"
+    );
+    // And a quiet cycle after that is quiet.
+    let quiet = engine
+        .run_cycle(CycleOptions::default())
+        .await
+        .expect("quiet cycle");
+    assert_eq!(
+        (quiet.marketo_writes, quiet.crm_writes),
+        (0, 0),
+        "{quiet:?}"
+    );
+
+    // A human edit right after a sync-user write is still synced (fingerprints, not the row's modifier).
+    env.human(
+        reqwest::Method::PATCH,
+        &format!("contacts({})", contacts[0]),
+        Some(json!({"jobtitle": "CEO"})),
+    )
+    .await;
+    engine
+        .run_cycle(CycleOptions::default())
+        .await
+        .expect("cycle");
+    assert_eq!(env.person(contacts[0], &["title"]).await["title"], "CEO");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_follow_the_field_policy_and_are_recorded() {
+    let env = Env::start().await;
+    let (engine, leads, contacts) = loaded(&env, false).await;
+    let l = marketo_id(&env, leads[1]).await;
+    let c = marketo_id(&env, contacts[1]).await;
+    env.human(
+        reqwest::Method::PATCH,
+        &format!("leads({})", leads[1]),
+        Some(json!({"firstname": "FromCrm"})),
+    )
+    .await;
+    env.human(
+        reqwest::Method::PATCH,
+        &format!("contacts({})", contacts[1]),
+        Some(json!({"jobtitle": "CrmTitle"})),
+    )
+    .await;
+    env.marketer_edit(json!({"leadId": l, "fields": {"firstName": "FromMarketo"}}))
+        .await;
+    env.marketer_edit(json!({"leadId": c, "fields": {"title": "MarketoTitle"}}))
+        .await;
+    let r = engine
+        .run_cycle(CycleOptions::default())
+        .await
+        .expect("cycle");
+    eprintln!("{}", r.table());
+    assert_eq!(r.conflicts, 2, "{r:?}");
+    // Leads: Marketo wins, on both sides.
+    assert_eq!(
+        env.crm_row("leads", leads[1], &["firstname"]).await["firstname"],
+        "FromMarketo"
+    );
+    assert_eq!(
+        env.person(leads[1], &["firstName"]).await["firstName"],
+        "FromMarketo"
+    );
+    // Contacts: Dynamics wins, on both sides.
+    assert_eq!(
+        env.crm_row("contacts", contacts[1], &["jobtitle"]).await["jobtitle"],
+        "CrmTitle"
+    );
+    assert_eq!(
+        env.person(contacts[1], &["title"]).await["title"],
+        "CrmTitle"
+    );
+    let logged = env.store().conflicts(0, 100).expect("conflicts");
+    assert_eq!(logged.len(), 2);
+    let lead = logged
+        .iter()
+        .find(|c| c.conflict.crm_id == leads[1])
+        .expect("lead conflict");
+    assert_eq!(lead.conflict.crm_value, json!("FromCrm"));
+    assert_eq!(lead.conflict.marketo_value, json!("FromMarketo"));
+    assert_eq!(
+        lead.conflict.outcome,
+        mdsync_sync_core::record::Side::Marketo
+    );
+    let contact = logged
+        .iter()
+        .find(|c| c.conflict.crm_id == contacts[1])
+        .expect("contact conflict");
+    assert_eq!(
+        contact.conflict.outcome,
+        mdsync_sync_core::record::Side::Crm
+    );
+    // Converged: the next cycles write nothing.
+    for _ in 0..2 {
+        let r = engine
+            .run_cycle(CycleOptions::default())
+            .await
+            .expect("cycle");
+        assert_eq!((r.marketo_writes, r.crm_writes), (0, 0), "{r:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_mark_persons_and_marketo_deletes_drop_links() {
+    let env = Env::start().await;
+    let (engine, leads, contacts) = loaded(&env, false).await;
+    env.human(
+        reqwest::Method::DELETE,
+        &format!("leads({})", leads[2]),
+        None,
+    )
+    .await;
+    let c = marketo_id(&env, contacts[2]).await;
+    env.marketer_edit(json!({"deleteLeadId": c})).await;
+    let r = engine
+        .run_cycle(CycleOptions::default())
+        .await
+        .expect("cycle");
+    eprintln!("{}", r.table());
+    let p = env.person(leads[2], &["msftIsDeleted"]).await;
+    assert_eq!(p["msftIsDeleted"], true);
+    assert!(
+        env.store()
+            .links_by_crm_ids(&[contacts[2]])
+            .expect("links")
+            .is_empty()
+    );
+    // The contact stays in Dynamics.
+    assert!(
+        env.crm_row("contacts", contacts[2], &["fullname"])
+            .await
+            .contains_key("contactid")
+    );
+    // Updated in Dynamics after the Marketo delete → a new Marketo person.
+    env.human(
+        reqwest::Method::PATCH,
+        &format!("contacts({})", contacts[2]),
+        Some(json!({"jobtitle": "Back"})),
+    )
+    .await;
+    engine
+        .run_cycle(CycleOptions::default())
+        .await
+        .expect("cycle");
+    assert_eq!(env.person(contacts[2], &["title"]).await["title"], "Back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_filter_skips_false_and_starts_on_true() {
+    let env = Env::start().await;
+    let (engine, leads, _) = loaded(&env, true).await;
+    let no = env
+        .human_create("leads", json!({"lastname": "Filtered", "firstname": "No", "emailaddress1": "no@x.example.com", "new_synctomkto": false}))
+        .await;
+    let yes = env
+        .human_create("leads", json!({"lastname": "Synced", "firstname": "Yes", "emailaddress1": "yes@x.example.com", "new_synctomkto": true}))
+        .await;
+    let r = engine
+        .run_cycle(CycleOptions::default())
+        .await
+        .expect("cycle");
+    eprintln!("{}", r.table());
+    assert!(env.persons_by_msft_id(no, &["id"]).await.is_empty());
+    assert_eq!(env.person(yes, &["firstName"]).await["firstName"], "Yes");
+    assert!(count(&r, "lead", "to_marketo", |c| c.skips) >= 1);
+    // No → Yes creates it at once.
+    env.human(
+        reqwest::Method::PATCH,
+        &format!("leads({no})"),
+        Some(json!({"new_synctomkto": true})),
+    )
+    .await;
+    engine
+        .run_cycle(CycleOptions::default())
+        .await
+        .expect("cycle");
+    assert_eq!(env.person(no, &["firstName"]).await["firstName"], "No");
+    // Yes → No stops syncing and deletes nothing.
+    env.human(
+        reqwest::Method::PATCH,
+        &format!("leads({})", leads[0]),
+        Some(json!({"new_synctomkto": false, "firstname": "Stale"})),
+    )
+    .await;
+    engine
+        .run_cycle(CycleOptions::default())
+        .await
+        .expect("cycle");
+    let p = env.person(leads[0], &["firstName", "msftIsDeleted"]).await;
+    assert_ne!(p["firstName"], "Stale");
+    assert_eq!(p["msftIsDeleted"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_record_is_dead_lettered_and_retried() {
+    let env = Env::start().await;
+    let (engine, _, _) = loaded(&env, false).await;
+    let bad = env
+        .human_create(
+            "leads",
+            json!({"lastname": "Broken", "emailaddress1": "not-an-email"}),
+        )
+        .await;
+    let good = env
+        .human_create(
+            "leads",
+            json!({"lastname": "Fine", "emailaddress1": "fine@x.example.com"}),
+        )
+        .await;
+    let r = engine
+        .run_cycle(CycleOptions::default())
+        .await
+        .expect("the cycle completes despite the bad record");
+    eprintln!("{}", r.table());
+    assert_eq!(r.dead_letters, 1, "{r:?}");
+    assert!(env.persons_by_msft_id(bad, &["id"]).await.is_empty());
+    assert_eq!(env.person(good, &["lastName"]).await["lastName"], "Fine");
+    let store = env.store();
+    let dls = store
+        .dead_letters(&mdsync_state::DeadLetterQuery::default())
+        .expect("dead letters");
+    assert_eq!(dls.len(), 1);
+    let dl = &dls[0];
+    assert_eq!(dl.crm_id, Some(bad));
+    assert_eq!(dl.operation, "create");
+    assert_eq!(dl.direction, mdsync_sync_core::record::Flow::ToMarketo);
+    assert!(
+        !dl.code.is_empty() && dl.message.to_lowercase().contains("email"),
+        "{dl:?}"
+    );
+    // Retrying while still broken keeps it (attempts bumped); after a fix it resolves.
+    let again = engine.retry_dead_letters(None).await.expect("retry");
+    assert_eq!((again.attempted, again.resolved), (1, 0), "{again:?}");
+    env.human(
+        reqwest::Method::PATCH,
+        &format!("leads({bad})"),
+        Some(json!({"emailaddress1": "fixed@x.example.com"})),
+    )
+    .await;
+    let fixed = engine
+        .retry_dead_letters(Some(vec![dl.id]))
+        .await
+        .expect("retry");
+    assert_eq!(fixed.resolved, 1, "{fixed:?}");
+    assert_eq!(
+        env.person(bad, &["email"]).await["email"],
+        "fixed@x.example.com"
+    );
+    assert_eq!(env.store().dead_letter_count(false).unwrap(), 0);
+    // The fix's own delta row is now an echo: one person, no further write.
+    let r = engine
+        .run_cycle(CycleOptions::default())
+        .await
+        .expect("cycle");
+    assert_eq!(r.marketo_writes, 0, "{r:?}");
+    assert_eq!(env.persons_by_msft_id(bad, &["id"]).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_person_creates_the_lead_once() {
+    let env = Env::start().await;
+    let (engine, _, _) = loaded(&env, false).await;
+    env.marketer_edit(json!({"create": {"email": "only.marketo@x.example.com", "firstName": "Only", "lastName": "Marketo"}}))
+        .await;
+    let who = mdsync_engine::PersonRef::parse("only.marketo@x.example.com");
+    let out = engine
+        .push_person(&who, mdsync_sync_core::record::CrmEntity::Lead, None)
+        .await
+        .expect("push");
+    let mdsync_engine::PushOutcome::Created { crm_id, entity, .. } = out else {
+        panic!("expected a create, got {out:?}");
+    };
+    assert_eq!(entity, mdsync_sync_core::record::CrmEntity::Lead);
+    let row = env
+        .crm_row("leads", crm_id, &["lastname", "emailaddress1"])
+        .await;
+    assert_eq!(row["lastname"], "Marketo");
+    let p = env.person(crm_id, &["msftType", "email"]).await;
+    assert_eq!(p["msftType"], "Lead");
+    // Present → no-op.
+    let again = engine
+        .push_person(&who, mdsync_sync_core::record::CrmEntity::Lead, None)
+        .await
+        .expect("push again");
+    assert!(
+        matches!(again, mdsync_engine::PushOutcome::AlreadyInCrm { .. }),
+        "{again:?}"
+    );
+    // The new lead comes back through change tracking as an echo.
+    let r = engine
+        .run_cycle(CycleOptions::default())
+        .await
+        .expect("cycle");
+    assert_eq!((r.marketo_writes, r.crm_writes), (0, 0), "{r:?}");
+}
