@@ -704,3 +704,35 @@ async fn a_run_that_fails_half_way_is_completed_by_a_rerun() {
     assert!(matches!(third.steps[3].status, StepStatus::AlreadyDone(_)));
     drop(env.mk);
 }
+
+#[tokio::test]
+async fn validate_without_admin_credentials_inspects_as_the_sync_user() {
+    let env = env("5.0.2.1").await;
+    env.setup_all().await;
+    let mut config = env.config.clone();
+    config.dynamics.admin = None;
+    let r = validate::validate(&config).await;
+    assert!(
+        r.ok,
+        "the sync role can read everything the checks need: {r:#?}"
+    );
+    // Without the role, the sync user cannot even read the solution: the checks say why.
+    let role: Uuid = env.org().await["roles"]["Marketo Sync User"]
+        .as_str()
+        .expect("role")
+        .parse()
+        .expect("guid");
+    env.admin()
+        .disassociate(
+            "systemusers",
+            env.sync_user_id().await,
+            "systemuserroles_association",
+            Some(role),
+        )
+        .await
+        .expect("remove role");
+    let r = validate::validate(&config).await;
+    assert!(!r.ok);
+    let c = r.check(validate::SOLUTION).expect("solution");
+    assert!(c.found.contains("prvReadSolution"), "{c:?}");
+}
