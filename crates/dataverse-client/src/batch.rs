@@ -425,10 +425,12 @@ impl Client {
                 headers: headers(&pairs, operation)?,
                 body: Some((body.into(), content_type)),
                 operation: operation.to_string(),
-                // Only GETs are safe to resend after the service may have run them.
-                idempotent: ops
-                    .iter()
-                    .all(|op| matches!(op, BatchOp::Request(r) if r.method == Method::GET)),
+                // Resending is harmless unless a part creates something (POST): reads, PATCH upserts/updates, PUT
+                // and DELETE end in the same state when run twice.
+                idempotent: ops.iter().all(|op| match op {
+                    BatchOp::Request(r) => r.method != Method::POST,
+                    BatchOp::ChangeSet(parts) => parts.iter().all(|r| r.method != Method::POST),
+                }),
                 raw: true,
             })
             .await?;
