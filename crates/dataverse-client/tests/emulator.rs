@@ -971,3 +971,19 @@ async fn batches_of_upserts_are_resent_after_a_5xx_but_creates_are_not() {
     assert_eq!(err.kind(), ErrorKind::Server, "{err}");
     running.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn the_token_endpoint_is_retried_when_unavailable() {
+    let running = emulator(Duration::from_secs(3599)).await;
+    let client = admin(&running);
+    surface(
+        &running,
+        "/_emulator/faults",
+        json!({"path_contains": "oauth2", "status": 503, "count": 2}),
+    )
+    .await;
+    client.whoami().await.expect("token after two 503s");
+    assert_eq!(client.token_fetches(), 1);
+    assert!(faults(&running).await.is_empty());
+    running.shutdown().await.expect("shutdown");
+}
