@@ -189,6 +189,11 @@ impl EmulatorProcess {
             .args(["emulate", "--print-json", "--no-limits", "--only", which])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
+            // Keep the child's shutdown chatter out of the table unless the user asked for logs.
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
             .kill_on_drop(true)
             .spawn()
             .context("spawning `mdsync emulate`")?;

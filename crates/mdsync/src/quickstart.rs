@@ -72,7 +72,8 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
             let description = emulators.description_json()?;
             let detail = format!(
                 "Dataverse at {}, Marketo at {} (temporary state)",
-                description["dataverse"]["url"], description["marketo"]["url"]
+                description["dataverse"]["url"].as_str().unwrap_or("?"),
+                description["marketo"]["url"].as_str().unwrap_or("?")
             );
             Ok((emulators, detail))
         })
@@ -146,7 +147,10 @@ async fn run_steps(
             ensure!(!user.is_empty(), "WhoAmI answered without UserId: {body}");
             Ok((
                 (),
-                format!("UserId {user}, BusinessUnitId {}", body["BusinessUnitId"]),
+                format!(
+                    "UserId {user}, BusinessUnitId {}",
+                    body["BusinessUnitId"].as_str().unwrap_or("?")
+                ),
             ))
         })
         .await?;
@@ -262,11 +266,12 @@ async fn run_steps(
                 ada.is_some_and(|r| r["title"] == "Analyst"),
                 "the update did not stick: {rows:?}"
             );
+            let ids: Vec<String> = rows.iter().map(|r| r["id"].to_string()).collect();
             Ok((
                 (),
                 format!(
-                    "3 leads found, ids {:?}",
-                    rows.iter().map(|r| r["id"].clone()).collect::<Vec<_>>()
+                    "3 leads found by email (ids {}), title change visible",
+                    ids.join(", ")
                 ),
             ))
         })

@@ -242,6 +242,34 @@ async fn emulate_only_starts_one_emulator() {
     assert_eq!(process.wait_exit(), Some(0));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulate_passes_the_marketo_solution_version_to_dataverse() {
+    let (process, json) = Mdsync::emulate_json(&[
+        "--only",
+        "dataverse",
+        "--marketo-solution-version",
+        "4.0.0.13",
+    ]);
+    let dv = &json["dataverse"];
+    let http = reqwest::Client::new();
+    let token = dataverse_token(&http, dv).await;
+    let body: Value = http
+        .get(format!(
+            "{}solutions?$select=uniquename,version&$filter=uniquename eq 'MarketoLeadManagement'",
+            s(&dv["api_url"])
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["value"][0]["version"], "4.0.0.13", "{body}");
+    process.signal("TERM");
+    assert_eq!(process.wait_exit(), Some(0));
+}
+
 #[test]
 fn emulate_with_a_taken_port_fails_with_a_message() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
