@@ -467,7 +467,7 @@ fn scan(
     state: &AppState,
     ctx: &Ctx,
     scan: Scan<'_>,
-    render: impl Fn(&ActivityRow) -> Value,
+    render: impl Fn(&ActivityRow, &mut String),
 ) -> ApiResult {
     let start = position(ctx)?;
     let batch = batch_size(ctx)?;
@@ -497,14 +497,26 @@ fn scan(
         end
     };
     let stamp = rows.last().map(|r| r.at).unwrap_or_else(crate::time::now);
-    let result: Vec<Value> = rows.iter().map(render).collect();
-    let mut reply = Reply::Envelope(Map::new())
+    let reply = if rows.is_empty() {
+        Reply::Envelope(Map::new())
+    } else {
+        let mut result = String::with_capacity(rows.len() * 400);
+        result.push('[');
+        for (i, row) in rows.iter().enumerate() {
+            if i > 0 {
+                result.push(',');
+            }
+            render(row, &mut result);
+        }
+        result.push(']');
+        Reply::Prebuilt {
+            result,
+            members: Map::new(),
+        }
+    };
+    Ok(reply
         .with("nextPageToken", json!(paging::encode(stamp, next)))
-        .with("moreResult", json!(next < max_id));
-    if !result.is_empty() {
-        reply = reply.with("result", Value::Array(result));
-    }
-    Ok(reply)
+        .with("moreResult", json!(next < max_id)))
 }
 
 fn base(row: &ActivityRow) -> Map<String, Value> {
@@ -607,7 +619,7 @@ pub fn activities(state: &AppState, ctx: &Ctx) -> ApiResult {
             filter: &filter,
             binds,
         },
-        activity_record,
+        push_activity,
     )
 }
 
@@ -637,15 +649,44 @@ pub fn lead_changes(state: &AppState, ctx: &Ctx) -> ApiResult {
             filter: &filter,
             binds,
         },
-        |row| {
-            let mut m = base(row);
-            m.insert("fields".into(), Value::Array(stored_fields(row)));
-            let mut attrs = stored_attributes(row);
-            attrs.push(json!({"name": "Lead ID", "value": row.lead_id}));
-            m.insert("attributes".into(), Value::Array(attrs));
-            Value::Object(m)
-        },
+        push_lead_change,
     )
+}
+
+fn push_activity(row: &ActivityRow, out: &mut String) {
+    out.push_str(&activity_record(row).to_string());
+}
+
+/// A lead-change record written straight from the stored JSON (no parse / re-serialise):
+/// `{"id","marketoGUID","leadId","activityDate","activityTypeId","fields":[..],"attributes":[..,Lead ID]}`.
+fn push_lead_change(row: &ActivityRow, out: &mut String) {
+    use std::fmt::Write;
+    let _ = write!(
+        out,
+        r#"{{"id":{id},"marketoGUID":"{id}","leadId":{lead},"activityDate":"{date}","activityTypeId":{kind},"fields":{fields},"attributes":"#,
+        id = row.id,
+        lead = row.lead_id,
+        date = crate::time::format(row.at),
+        kind = row.type_id,
+        fields = row.fields.as_deref().unwrap_or("[]"),
+    );
+    let lead_id = format!(r#"{{"name":"Lead ID","value":{}}}]"#, row.lead_id);
+    match row.attributes.trim_end().strip_suffix(']') {
+        Some(head) if head.trim_end().ends_with('[') => {
+            out.push_str(head);
+            out.push_str(&lead_id);
+        }
+        Some(head) => {
+            out.push_str(head);
+            out.push(',');
+            out.push_str(&lead_id);
+        }
+        None => {
+            out.push('[');
+            out.push_str(&lead_id);
+        }
+    }
+    out.push('}');
 }
 
 /// `GET /rest/v1/activities/deletedleads.json`.
@@ -657,6 +698,6 @@ pub fn deleted_leads(state: &AppState, ctx: &Ctx) -> ApiResult {
             filter: &format!("type_id = {DELETE_LEAD}"),
             binds: Vec::new(),
         },
-        activity_record,
+        push_activity,
     )
 }

@@ -118,6 +118,12 @@ pub enum Reply {
     Envelope(Map<String, Value>),
     /// A response built by the handler (identity, bulk files).
     Raw(Response),
+    /// A `result` array already serialised (hot paging paths skip a parse/re-serialise round trip),
+    /// plus the other envelope members.
+    Prebuilt {
+        result: String,
+        members: Map<String, Value>,
+    },
 }
 
 impl Reply {
@@ -130,8 +136,11 @@ impl Reply {
 
     /// Adds an envelope member.
     pub fn with(mut self, key: &str, value: Value) -> Self {
-        if let Self::Envelope(map) = &mut self {
-            map.insert(key.into(), value);
+        match &mut self {
+            Self::Envelope(map) | Self::Prebuilt { members: map, .. } => {
+                map.insert(key.into(), value);
+            }
+            Self::Raw(_) => {}
         }
         self
     }
@@ -139,6 +148,27 @@ impl Reply {
     pub fn render(self, request_id: &str) -> Response {
         match self {
             Self::Raw(response) => response,
+            Self::Prebuilt { result, members } => {
+                let mut body = String::with_capacity(result.len() + 256);
+                body.push_str("{\"requestId\":");
+                body.push_str(&Value::String(request_id.into()).to_string());
+                body.push_str(",\"result\":");
+                body.push_str(&result);
+                body.push_str(",\"success\":true");
+                for (k, v) in members {
+                    body.push(',');
+                    body.push_str(&Value::String(k).to_string());
+                    body.push(':');
+                    body.push_str(&v.to_string());
+                }
+                body.push('}');
+                let mut response = (StatusCode::OK, Body::from(body)).into_response();
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json;charset=UTF-8"),
+                );
+                response
+            }
             Self::Envelope(mut members) => {
                 let mut body = Map::new();
                 body.insert("requestId".into(), Value::String(request_id.into()));

@@ -282,8 +282,19 @@ fn sync_one(
         (_, Some(Some(id))) => Some(id),
         _ => None,
     };
+    // An id lookup loads the lead once and keeps it for the update.
+    let mut preloaded: Option<Lead> = None;
     let matches = if action == Action::CreateDuplicate || lookup_value.is_null() {
         Vec::new()
+    } else if lookup == "id" {
+        let id = lookup_value
+            .as_i64()
+            .or_else(|| lookup_value.as_str().and_then(|s| s.trim().parse().ok()));
+        preloaded = match id {
+            Some(id) => lead_store::load(conn, id)?,
+            None => None,
+        };
+        preloaded.iter().map(|l| l.id).collect()
     } else {
         let def = catalog.get(lookup).ok_or_else(ApiError::system_error)?;
         let key = if lookup == "id" {
@@ -316,7 +327,11 @@ fn sync_one(
         }
         (1, Action::CreateOnly) => skip(ApiError::new("1005", "Lead already exists")),
         (1, _) => {
-            let Some(mut lead) = lead_store::load(conn, matches[0])? else {
+            let loaded = match preloaded.take() {
+                Some(lead) => Some(lead),
+                None => lead_store::load(conn, matches[0])?,
+            };
+            let Some(mut lead) = loaded else {
                 return skip(ApiError::new("1004", "Lead not found"));
             };
             if let Some(pid) = partition_id
