@@ -12,6 +12,12 @@ pub struct SetupArgs {
     /// Config file.
     #[arg(long, global = true, default_value = "mdsync.toml")]
     config: PathBuf,
+    /// Administrator app client id, instead of `[dynamics.admin] client_id`.
+    #[arg(long, global = true, requires = "admin_client_secret_env")]
+    admin_client_id: Option<String>,
+    /// Environment variable holding that app's client secret (never pass a secret on the command line).
+    #[arg(long, global = true, requires = "admin_client_id")]
+    admin_client_secret_env: Option<String>,
     #[command(subcommand)]
     command: SetupCommand,
 }
@@ -96,7 +102,23 @@ fn cannot_run(message: impl std::fmt::Display) -> ! {
 }
 
 pub async fn run(args: SetupArgs) -> anyhow::Result<()> {
-    let config = mdsync_config::load(&args.config).unwrap_or_else(|e| cannot_run(e));
+    let mut config = mdsync_config::load(&args.config).unwrap_or_else(|e| cannot_run(e));
+    if let (Some(client_id), Some(var)) = (args.admin_client_id, args.admin_client_secret_env) {
+        let secret = std::env::var(&var)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| {
+                cannot_run(format!(
+                    "--admin-client-secret-env: environment variable {var} is not set"
+                ))
+            });
+        let tenant_id = config.dynamics.tenant_id.clone();
+        config.dynamics.admin = Some(mdsync_config::AdminConfig {
+            client_id,
+            client_secret: mdsync_config::Secret::new(secret),
+            tenant_id,
+        });
+    }
     let mut sink = print_event;
     let outcome = match args.command {
         SetupCommand::SyncUser(a) => {

@@ -205,7 +205,49 @@ async fn init_from_emulator_urls_registers_working_credentials() {
         !text.contains(&dv.description().sync_app_client_id),
         "fresh credentials, not the built-in ones"
     );
+    // Admin credentials may come from flags instead of [dynamics.admin] (secret through the environment).
+    let start = text.find("[dynamics.admin]").expect("admin section");
+    let end = text.find("[marketo]").expect("marketo section");
+    let admin_section = &text[start..end];
+    let value = |key: &str| {
+        admin_section
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} = \"")))
+            .and_then(|rest| rest.split('"').next())
+            .expect("key in admin section")
+            .to_string()
+    };
+    let (admin_id, admin_secret) = (value("client_id"), value("client_secret"));
+    std::fs::write(&config, format!("{}{}", &text[..start], &text[end..]))
+        .expect("drop admin section");
     let out = mdsync(args(&["setup", "sync-user"], &config)).await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no admin credentials: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("[dynamics.admin]"),
+        "{}",
+        stderr(&out)
+    );
+    let mut with_flags = args(&["setup", "sync-user"], &config);
+    with_flags.extend([
+        "--admin-client-id".into(),
+        admin_id,
+        "--admin-client-secret-env".into(),
+        "MDSYNC_TEST_ADMIN_SECRET".into(),
+    ]);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mdsync"))
+            .args(&with_flags)
+            .env("MDSYNC_TEST_ADMIN_SECRET", admin_secret)
+            .output()
+            .expect("run mdsync")
+    })
+    .await
+    .expect("join");
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -104,6 +104,9 @@ fn failed(e: impl std::fmt::Display) -> StepStatus {
 /// Records that a publish is owed before the first write of a run.
 fn mark_pending(options: &SyncUserOptions, changed: &mut bool) -> Result<(), StepStatus> {
     if !*changed && let Some(marker) = &options.publish_marker {
+        if let Some(dir) = marker.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
         std::fs::write(marker, b"PublishAllXml pending\n").map_err(|e| {
             StepStatus::Failed(format!(
                 "cannot write the publish marker {}: {e}",

@@ -322,9 +322,27 @@ async fn role_check(
             fix,
         );
     }
+    let mut others = String::new();
+    if let (Ok(Some(s)), Some((role, _))) = (solution, roles.iter().find(|(_, n)| n == SYNC_ROLE))
+        && org::version_at_least(&s.version, ROLE_ONLY_SYNC_USER_FROM)
+        && let Ok(holders) = org::role_holders(i, *role).await
+    {
+        let names: Vec<String> = holders
+            .iter()
+            .filter(|u| u.id != user.id)
+            .map(User::label)
+            .collect();
+        if !names.is_empty() {
+            others = format!(
+                "; warning: {} other user(s) also hold it ({}): `mdsync setup sync-user --revoke-others` removes it",
+                names.len(),
+                names.join("; ")
+            );
+        }
+    }
     pass(
         ROLE,
-        format!("{} holds `{SYNC_ROLE}`{legacy}", user.label()),
+        format!("{} holds `{SYNC_ROLE}`{legacy}{others}", user.label()),
     )
 }
 

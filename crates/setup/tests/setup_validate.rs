@@ -509,6 +509,12 @@ async fn other_role_holders_are_listed_and_revoked_on_current_solutions() {
         warning.contains("Sam Seller") && warning.contains("--revoke-others"),
         "{warning}"
     );
+    let r = validate::validate(&env.config).await;
+    let c = r.check(validate::ROLE).expect("role");
+    assert!(
+        c.ok && c.found.contains("1 other user(s) also hold it"),
+        "{c:?}"
+    );
     let (out, _) = env
         .setup_user(&SyncUserOptions {
             revoke_others: true,
