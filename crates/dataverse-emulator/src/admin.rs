@@ -1,4 +1,6 @@
 //! The emulator's own `/_emulator/` routes (the kit adds faults and counters).
+// Admin handlers return ready-made responses as their error type; boxing them buys nothing here.
+#![allow(clippy::result_large_err)]
 
 use std::sync::Arc;
 
@@ -29,8 +31,13 @@ pub fn routes(shared: Arc<Shared>) -> Router<Arc<Shared>> {
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Response> {
-    let text = if body.is_empty() { &b"{}"[..] } else { &body[..] };
-    serde_json::from_slice(text).map_err(|e| admin_error(StatusCode::BAD_REQUEST, format!("Invalid JSON body: {e}")))
+    let text = if body.is_empty() {
+        &b"{}"[..]
+    } else {
+        &body[..]
+    };
+    serde_json::from_slice(text)
+        .map_err(|e| admin_error(StatusCode::BAD_REQUEST, format!("Invalid JSON body: {e}")))
 }
 
 async fn blocking<F>(shared: Arc<Shared>, f: F) -> Response
@@ -48,7 +55,10 @@ where
 }
 
 fn db_err(e: rusqlite::Error) -> Response {
-    admin_error(StatusCode::INTERNAL_SERVER_ERROR, format!("storage error: {e}"))
+    admin_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("storage error: {e}"),
+    )
 }
 
 async fn reset(State(shared): State<Arc<Shared>>) -> Response {
@@ -57,8 +67,9 @@ async fn reset(State(shared): State<Arc<Shared>>) -> Response {
     blocking(shared, |sh, conn| {
         let schema = sh.store().schema();
         conn.execute_batch("BEGIN").map_err(db_err)?;
-        let r = store::clear_data(conn, &schema)
-            .and_then(|_| crate::org::seed(conn, &schema, &sh.ids, &sh.config.marketo_solution_version));
+        let r = store::clear_data(conn, &schema).and_then(|_| {
+            crate::org::seed(conn, &schema, &sh.ids, &sh.config.marketo_solution_version)
+        });
         match r {
             Ok(()) => conn.execute_batch("COMMIT").map_err(db_err)?,
             Err(e) => {
@@ -119,7 +130,11 @@ async fn add_app(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
             rusqlite::params![client_id, secret, name, uuid::Uuid::new_v4().to_string()],
         )
         .map_err(db_err)?;
-        Ok((StatusCode::CREATED, axum::Json(json!({"client_id": client_id, "client_secret": secret, "name": name}))).into_response())
+        Ok((
+            StatusCode::CREATED,
+            axum::Json(json!({"client_id": client_id, "client_secret": secret, "name": name})),
+        )
+            .into_response())
     })
     .await
 }
@@ -138,20 +153,33 @@ async fn user_token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response 
     };
     blocking(shared, move |sh, conn| {
         let Ok(uid) = uuid::Uuid::parse_str(req.systemuserid.trim()) else {
-            return Err(admin_error(StatusCode::BAD_REQUEST, "systemuserid must be a GUID"));
+            return Err(admin_error(
+                StatusCode::BAD_REQUEST,
+                "systemuserid must be a GUID",
+            ));
         };
         let uid = uid.to_string();
         let exists: bool = conn
-            .query_row("SELECT 1 FROM rec_systemuser WHERE id = ?1", [&uid], |_| Ok(true))
+            .query_row("SELECT 1 FROM rec_systemuser WHERE id = ?1", [&uid], |_| {
+                Ok(true)
+            })
             .unwrap_or(false);
         if !exists {
-            return Err(admin_error(StatusCode::NOT_FOUND, format!("systemuser {uid} does not exist")));
+            return Err(admin_error(
+                StatusCode::NOT_FOUND,
+                format!("systemuser {uid} does not exist"),
+            ));
         }
-        let lifetime = req.lifetime_seconds.unwrap_or(sh.config.token_lifetime.as_secs() as i64);
+        let lifetime = req
+            .lifetime_seconds
+            .unwrap_or(sh.config.token_lifetime.as_secs() as i64);
         let now = chrono::Utc::now().timestamp();
         let claims = crate::auth::user_claims(&uid, &sh.ids.tenant_id, "dataverse", lifetime, now);
         let token = crate::auth::sign(&sh.ids.token_secret, &claims);
-        Ok(axum::Json(json!({"token_type": "Bearer", "expires_in": lifetime, "access_token": token})).into_response())
+        Ok(axum::Json(
+            json!({"token_type": "Bearer", "expires_in": lifetime, "access_token": token}),
+        )
+        .into_response())
     })
     .await
 }
@@ -177,9 +205,13 @@ async fn org(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn publishes(State(shared): State<Arc<Shared>>) -> Response {
     blocking(shared, |_, conn| {
-        let mut stmt = conn.prepare("SELECT at, systemuserid FROM publish_log ORDER BY id").map_err(db_err)?;
+        let mut stmt = conn
+            .prepare("SELECT at, systemuserid FROM publish_log ORDER BY id")
+            .map_err(db_err)?;
         let rows: Vec<Value> = stmt
-            .query_map([], |r| Ok(json!({"at": r.get::<_, String>(0)?, "systemuserid": r.get::<_, String>(1)?})))
+            .query_map([], |r| {
+                Ok(json!({"at": r.get::<_, String>(0)?, "systemuserid": r.get::<_, String>(1)?}))
+            })
             .map_err(db_err)?
             .filter_map(Result::ok)
             .collect();
@@ -195,20 +227,35 @@ struct LanguageRequest {
 }
 
 /// Updates one record's fields as the seeded admin (test surface shortcut).
-fn admin_patch(sh: &Shared, conn: &rusqlite::Connection, entity: &str, id: &str, fields: serde_json::Map<String, Value>) -> Result<Response, Response> {
+fn admin_patch(
+    sh: &Shared,
+    conn: &rusqlite::Connection,
+    entity: &str,
+    id: &str,
+    fields: serde_json::Map<String, Value>,
+) -> Result<Response, Response> {
     let schema = sh.store().schema();
     let Some(def) = schema.by_logical(entity) else {
-        return Err(admin_error(StatusCode::NOT_FOUND, format!("no table {entity}")));
+        return Err(admin_error(
+            StatusCode::NOT_FOUND,
+            format!("no table {entity}"),
+        ));
     };
     let Ok(uid) = uuid::Uuid::parse_str(id) else {
         return Err(admin_error(StatusCode::BAD_REQUEST, "id must be a GUID"));
     };
     let id = uid.to_string();
     let Some(row) = store::get(conn, &def, &id).map_err(db_err)? else {
-        return Err(admin_error(StatusCode::NOT_FOUND, format!("{entity} {id} does not exist")));
+        return Err(admin_error(
+            StatusCode::NOT_FOUND,
+            format!("{entity} {id} does not exist"),
+        ));
     };
-    let users = schema.by_logical("systemuser").ok_or_else(|| admin_error(StatusCode::INTERNAL_SERVER_ERROR, "no systemuser table"))?;
-    let caller = crate::security::load_caller(conn, &users, &sh.ids.admin_user_id).map_err(|e| e.into_response())?;
+    let users = schema
+        .by_logical("systemuser")
+        .ok_or_else(|| admin_error(StatusCode::INTERNAL_SERVER_ERROR, "no systemuser table"))?;
+    let caller = crate::security::load_caller(conn, &users, &sh.ids.admin_user_id)
+        .map_err(|e| e.into_response())?;
     let ctx = crate::api::Ctx {
         shared: sh,
         conn,
@@ -223,7 +270,11 @@ fn admin_patch(sh: &Shared, conn: &rusqlite::Connection, entity: &str, id: &str,
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn set_language(State(shared): State<Arc<Shared>>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn set_language(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     let req: LanguageRequest = match parse(&body) {
         Ok(r) => r,
         Err(e) => return e,
@@ -242,7 +293,11 @@ struct StepStateRequest {
     statecode: i64,
 }
 
-async fn set_step_state(State(shared): State<Arc<Shared>>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn set_step_state(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     let req: StepStateRequest = match parse(&body) {
         Ok(r) => r,
         Err(e) => return e,

@@ -119,7 +119,13 @@ pub fn app_claims(app: &App, tenant: &str, audience: &str, lifetime_secs: i64, n
 }
 
 /// Claims for a token acting as a given user (test surface).
-pub fn user_claims(user_id: &str, tenant: &str, audience: &str, lifetime_secs: i64, now: i64) -> Value {
+pub fn user_claims(
+    user_id: &str,
+    tenant: &str,
+    audience: &str,
+    lifetime_secs: i64,
+    now: i64,
+) -> Value {
     json!({
         "aud": audience,
         "iss": format!("https://sts.windows.net/{tenant}/"),
@@ -165,30 +171,36 @@ pub fn token_endpoint(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             90002,
-            &format!("Tenant '{path_tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."),
+            &format!(
+                "Tenant '{path_tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+            ),
         );
     }
     let form: HashMap<String, String> = serde_urlencoded::from_bytes(body).unwrap_or_default();
-    let (mut client_id, mut secret) = (form.get("client_id").cloned(), form.get("client_secret").cloned());
+    let (mut client_id, mut secret) = (
+        form.get("client_id").cloned(),
+        form.get("client_secret").cloned(),
+    );
     if let Some(basic) = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
-    {
-        if let Some((u, p)) = STANDARD
+        && let Some((u, p)) = STANDARD
             .decode(basic.trim())
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.split_once(':').map(|(a, b)| (a.to_string(), b.to_string())))
-        {
-            let dec = |s: &str| {
-                percent_encoding::percent_decode_str(s)
-                    .decode_utf8_lossy()
-                    .to_string()
-            };
-            client_id = Some(dec(&u));
-            secret = Some(dec(&p));
-        }
+            .and_then(|s| {
+                s.split_once(':')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+            })
+    {
+        let dec = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .to_string()
+        };
+        client_id = Some(dec(&u));
+        secret = Some(dec(&p));
     }
     match form.get("grant_type").map(String::as_str) {
         Some("client_credentials") => {}
@@ -218,12 +230,17 @@ pub fn token_endpoint(
         );
     };
     let scope = form.get("scope").cloned().unwrap_or_default();
-    let Some(resource) = scope.strip_suffix("/.default").filter(|r| !r.is_empty() && !r.contains(' ')) else {
+    let Some(resource) = scope
+        .strip_suffix("/.default")
+        .filter(|r| !r.is_empty() && !r.contains(' '))
+    else {
         return aad_error(
             StatusCode::BAD_REQUEST,
             "invalid_scope",
             1002012,
-            &format!("The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."),
+            &format!(
+                "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+            ),
         );
     };
     let app = match find_app(conn, &client_id) {
@@ -233,11 +250,18 @@ pub fn token_endpoint(
                 StatusCode::BAD_REQUEST,
                 "unauthorized_client",
                 700016,
-                &format!("Application with identifier '{client_id}' was not found in the directory '{tenant_id}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant."),
+                &format!(
+                    "Application with identifier '{client_id}' was not found in the directory '{tenant_id}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant."
+                ),
             );
         }
         Err(_) => {
-            return aad_error(StatusCode::INTERNAL_SERVER_ERROR, "temporarily_unavailable", 90033, "A transient error has occurred. Please try again.");
+            return aad_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "temporarily_unavailable",
+                90033,
+                "A transient error has occurred. Please try again.",
+            );
         }
     };
     if secret.as_deref() != Some(app.secret.as_str()) {
@@ -270,7 +294,10 @@ pub fn token_endpoint(
 /// Finds the systemuser behind verified claims: user tokens carry the id, app tokens map through
 /// `applicationid`. `Ok(None)` = the app has no application user.
 pub fn systemuser_for(conn: &Connection, claims: &Value) -> rusqlite::Result<Option<String>> {
-    if let Some(uid) = claims.get("xms_mdsync_systemuserid").and_then(Value::as_str) {
+    if let Some(uid) = claims
+        .get("xms_mdsync_systemuserid")
+        .and_then(Value::as_str)
+    {
         return Ok(Some(uid.to_string()));
     }
     let Some(appid) = claims.get("appid").and_then(Value::as_str) else {

@@ -4,7 +4,9 @@
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use mdsync_odata::{BatchPart, BatchRequest, BatchResponse, BatchResponseWriter, ContentIds, parse_batch};
+use mdsync_odata::{
+    BatchPart, BatchRequest, BatchResponse, BatchResponseWriter, ContentIds, parse_batch,
+};
 use serde_json::Value;
 
 use crate::api::{self, Body, Ctx, Reply, Req, parse_prefer};
@@ -13,11 +15,15 @@ use crate::error::ApiError;
 fn to_req(r: &BatchRequest, ids: &ContentIds) -> Result<Req, ApiError> {
     let url = ids.resolve_url(&r.url)?;
     let target = mdsync_odata::key::split_request_target(&url);
-    let method = Method::from_bytes(r.method.as_bytes())
-        .map_err(|_| ApiError::bad_request(format!("Invalid HTTP method '{}' in batch part.", r.method)))?;
+    let method = Method::from_bytes(r.method.as_bytes()).map_err(|_| {
+        ApiError::bad_request(format!("Invalid HTTP method '{}' in batch part.", r.method))
+    })?;
     let mut headers = HeaderMap::new();
     for (k, v) in &r.headers {
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
             headers.append(n, v);
         }
     }
@@ -36,7 +42,10 @@ fn to_part(reply: Reply, content_id: Option<String>) -> BatchResponse {
     let body = match reply.body {
         Body::Empty => Vec::new(),
         Body::Json(v) => {
-            headers.push(("Content-Type".to_string(), "application/json; odata.metadata=minimal; odata.streaming=true".to_string()));
+            headers.push((
+                "Content-Type".to_string(),
+                "application/json; odata.metadata=minimal; odata.streaming=true".to_string(),
+            ));
             serde_json::to_vec(&v).unwrap_or_default()
         }
         Body::Text(t, ct) => {
@@ -54,7 +63,12 @@ fn to_part(reply: Reply, content_id: Option<String>) -> BatchResponse {
         }
         headers.push((k, v));
     }
-    BatchResponse { status: reply.status.as_u16(), headers, body, content_id }
+    BatchResponse {
+        status: reply.status.as_u16(),
+        headers,
+        body,
+        content_id,
+    }
 }
 
 fn run_one(ctx: &mut Ctx<'_>, r: &BatchRequest, ids: &ContentIds) -> Reply {
@@ -119,7 +133,8 @@ pub fn run(ctx: &mut Ctx<'_>, req: &Req, _claims: &Value) -> Response {
                     }
                     if let (Some(cid), Some(url)) = (&r.content_id, entity_id_of(&reply)) {
                         ids.insert(cid, url.clone());
-                        ctx.content_ids.insert(cid.trim_start_matches('$').to_string(), url);
+                        ctx.content_ids
+                            .insert(cid.trim_start_matches('$').to_string(), url);
                     }
                     responses.push(to_part(reply, r.content_id.clone()));
                 }
@@ -132,10 +147,14 @@ pub fn run(ctx: &mut Ctx<'_>, req: &Req, _claims: &Value) -> Response {
                         writer.add_change_set(&responses);
                     }
                     Some(err) => {
-                        if let Err(e) = ctx.conn.execute_batch("ROLLBACK TO changeset; RELEASE changeset") {
+                        if let Err(e) = ctx
+                            .conn
+                            .execute_batch("ROLLBACK TO changeset; RELEASE changeset")
+                        {
                             return ApiError::from(e).into_response();
                         }
-                        let status = StatusCode::from_u16(err.status).unwrap_or(StatusCode::BAD_REQUEST);
+                        let status =
+                            StatusCode::from_u16(err.status).unwrap_or(StatusCode::BAD_REQUEST);
                         writer.add_response(&err);
                         if !continue_on_error {
                             overall = status;
@@ -152,6 +171,7 @@ pub fn run(ctx: &mut Ctx<'_>, req: &Req, _claims: &Value) -> Response {
     if let Ok(v) = HeaderValue::from_str(&ct) {
         resp.headers_mut().insert(header::CONTENT_TYPE, v);
     }
-    resp.headers_mut().insert("OData-Version", HeaderValue::from_static("4.0"));
+    resp.headers_mut()
+        .insert("OData-Version", HeaderValue::from_static("4.0"));
     resp
 }

@@ -52,7 +52,9 @@ impl ApiError {
         Self::new(
             StatusCode::BAD_REQUEST,
             "0x0",
-            format!("Could not find a property named '{name}' on type 'Microsoft.Dynamics.CRM.{entity}'."),
+            format!(
+                "Could not find a property named '{name}' on type 'Microsoft.Dynamics.CRM.{entity}'."
+            ),
         )
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -74,7 +76,10 @@ impl ApiError {
         e.empty_body = true;
         e.headers.push((
             "WWW-Authenticate".into(),
-            format!("Bearer authorization_uri={authorization_uri}, resource_id={}", "Dataverse"),
+            format!(
+                "Bearer authorization_uri={authorization_uri}, resource_id={}",
+                "Dataverse"
+            ),
         ));
         e
     }
@@ -90,7 +95,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 impl std::error::Error for ApiError {}

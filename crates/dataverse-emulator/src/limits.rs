@@ -65,7 +65,8 @@ impl Drop for Permit<'_> {
 
 fn too_many(code: &str, message: String, retry: Duration) -> ApiError {
     let secs = retry.as_secs_f64().ceil().max(1.0) as u64;
-    ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message).with_header("Retry-After", secs.to_string())
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+        .with_header("Retry-After", secs.to_string())
 }
 
 impl Limits {
@@ -82,7 +83,10 @@ impl Limits {
         let mut map = self.execution.lock();
         let q = map.entry(key.to_string()).or_default();
         let now = Instant::now();
-        while q.front().is_some_and(|(t, _)| now.duration_since(*t) > self.settings.window) {
+        while q
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > self.settings.window)
+        {
             q.pop_front();
         }
         (q.iter().map(|(_, ms)| ms).sum(), q.front().map(|(t, _)| *t))
@@ -92,12 +96,20 @@ impl Limits {
     pub fn admit(&self, key: &str) -> Result<Permit<'_>, ApiError> {
         let s = &self.settings;
         if !s.enabled {
-            return Ok(Permit { limits: self, key: key.to_string(), start: Instant::now(), _guard: None });
+            return Ok(Permit {
+                limits: self,
+                key: key.to_string(),
+                start: Instant::now(),
+                _guard: None,
+            });
         }
         let guard = self.concurrency.try_enter(key).ok_or_else(|| {
             too_many(
                 "0x80072326",
-                format!("Number of concurrent requests exceeded the limit of {}.", s.max_concurrent),
+                format!(
+                    "Number of concurrent requests exceeded the limit of {}.",
+                    s.max_concurrent
+                ),
                 Duration::from_secs(1),
             )
         })?;
@@ -127,7 +139,12 @@ impl Limits {
                 retry,
             )
         })?;
-        Ok(Permit { limits: self, key: key.to_string(), start: Instant::now(), _guard: Some(guard) })
+        Ok(Permit {
+            limits: self,
+            key: key.to_string(),
+            start: Instant::now(),
+            _guard: Some(guard),
+        })
     }
 
     /// `x-ms-ratelimit-*` debug headers for a user.
@@ -138,8 +155,14 @@ impl Limits {
         let (used, _) = self.execution_used(key);
         let left = self.settings.max_execution_ms.saturating_sub(used);
         vec![
-            ("x-ms-ratelimit-burst-remaining-xrm-requests".into(), self.requests.remaining(key).to_string()),
-            ("x-ms-ratelimit-time-remaining-xrm-requests".into(), format!("{}.00", group(left))),
+            (
+                "x-ms-ratelimit-burst-remaining-xrm-requests".into(),
+                self.requests.remaining(key).to_string(),
+            ),
+            (
+                "x-ms-ratelimit-time-remaining-xrm-requests".into(),
+                format!("{}.00", group(left)),
+            ),
         ]
     }
 }
@@ -149,7 +172,7 @@ fn group(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

@@ -58,7 +58,9 @@ pub fn new_secret() -> String {
     use rand::Rng;
     const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.";
     let mut rng = rand::rng();
-    let mut s: String = (0..3).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect();
+    let mut s: String = (0..3)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect();
     s.push('8');
     s.push('Q');
     s.push('~');
@@ -93,22 +95,37 @@ impl OrgIds {
             sync_client_id: id(),
             sync_client_secret: new_secret(),
             sync_object_id: id(),
-            token_secret: hex::encode(Uuid::new_v4().as_bytes()) + &hex::encode(Uuid::new_v4().as_bytes()),
+            token_secret: hex::encode(Uuid::new_v4().as_bytes())
+                + &hex::encode(Uuid::new_v4().as_bytes()),
         }
     }
 
     /// Loads the ids from the store, creating (and persisting) them on first use.
     pub fn load_or_create(conn: &Connection) -> rusqlite::Result<OrgIds> {
-        if let Some(text) = store::meta_get(conn, "org")? {
-            if let Ok(ids) = serde_json::from_str::<OrgIds>(&text) {
-                return Ok(ids);
-            }
+        if let Some(text) = store::meta_get(conn, "org")?
+            && let Ok(ids) = serde_json::from_str::<OrgIds>(&text)
+        {
+            return Ok(ids);
         }
         let ids = OrgIds::generate();
-        store::meta_set(conn, "org", &serde_json::to_string(&ids).unwrap_or_default())?;
+        store::meta_set(
+            conn,
+            "org",
+            &serde_json::to_string(&ids).unwrap_or_default(),
+        )?;
         for (client, secret, name, oid) in [
-            (&ids.admin_client_id, &ids.admin_client_secret, "mdsync admin app", &ids.admin_object_id),
-            (&ids.sync_client_id, &ids.sync_client_secret, "Marketo Sync App", &ids.sync_object_id),
+            (
+                &ids.admin_client_id,
+                &ids.admin_client_secret,
+                "mdsync admin app",
+                &ids.admin_object_id,
+            ),
+            (
+                &ids.sync_client_id,
+                &ids.sync_client_secret,
+                "Marketo Sync App",
+                &ids.sync_object_id,
+            ),
         ] {
             conn.execute(
                 "INSERT OR REPLACE INTO apps(client_id, secret, name, object_id) VALUES (?1, ?2, ?3, ?4)",
@@ -189,40 +206,85 @@ pub const MARKETO_STEPS: &[&str] = &[
 ];
 
 /// Seeds the organization model into an empty store.
-pub fn seed(conn: &Connection, schema: &Schema, ids: &OrgIds, solution_version: &str) -> rusqlite::Result<()> {
+pub fn seed(
+    conn: &Connection,
+    schema: &Schema,
+    ids: &OrgIds,
+    solution_version: &str,
+) -> rusqlite::Result<()> {
     let c = system_caller(ids);
     let bu = ids.root_business_unit_id.as_str();
-    insert_raw(conn, schema, "organization", &ids.organization_id,
-        json!({"name": "mdsync", "languagecode": 1033, "expirechangetrackingindays": 7}), &c)?;
-    insert_raw(conn, schema, "businessunit", bu, json!({"name": "mdsync", "_parentbusinessunitid_value": null}), &c)?;
+    insert_raw(
+        conn,
+        schema,
+        "organization",
+        &ids.organization_id,
+        json!({"name": "mdsync", "languagecode": 1033, "expirechangetrackingindays": 7}),
+        &c,
+    )?;
+    insert_raw(
+        conn,
+        schema,
+        "businessunit",
+        bu,
+        json!({"name": "mdsync", "_parentbusinessunitid_value": null}),
+        &c,
+    )?;
     let roles = [
-        (&ids.role_sysadmin_id, ROLE_SYSADMIN, Some("627090ff-40a3-4053-8790-584edc5be201")),
-        (&ids.role_salesperson_id, ROLE_SALESPERSON, Some("af0f6b2a-9b79-4d38-a9b0-0b4b2e3a6a4b")),
+        (
+            &ids.role_sysadmin_id,
+            ROLE_SYSADMIN,
+            Some("627090ff-40a3-4053-8790-584edc5be201"),
+        ),
+        (
+            &ids.role_salesperson_id,
+            ROLE_SALESPERSON,
+            Some("af0f6b2a-9b79-4d38-a9b0-0b4b2e3a6a4b"),
+        ),
         (&ids.role_marketo_sync_id, ROLE_MARKETO_SYNC, None),
     ];
     for (rid, name, template) in roles {
-        insert_raw(conn, schema, "role", rid, json!({
-            "name": name, "roletemplateid": template, "ismanaged": name == ROLE_MARKETO_SYNC,
-            "_businessunitid_value": bu, "_parentrootroleid_value": rid,
-        }), &c)?;
+        insert_raw(
+            conn,
+            schema,
+            "role",
+            rid,
+            json!({
+                "name": name, "roletemplateid": template, "ismanaged": name == ROLE_MARKETO_SYNC,
+                "_businessunitid_value": bu, "_parentrootroleid_value": rid,
+            }),
+            &c,
+        )?;
         security::grant_builtin(conn, rid, name)?;
     }
     let users = [
-        (&ids.admin_user_id, json!({"firstname": "Alex", "lastname": "Admin", "domainname": "admin@mdsync.onmicrosoft.com",
+        (
+            &ids.admin_user_id,
+            json!({"firstname": "Alex", "lastname": "Admin", "domainname": "admin@mdsync.onmicrosoft.com",
             "internalemailaddress": "admin@mdsync.onmicrosoft.com", "accessmode": 0, "islicensed": true, "title": "CRM Administrator"}),
-            Some(&ids.role_sysadmin_id)),
-        (&ids.sales_user_id, json!({"firstname": "Sam", "lastname": "Seller", "domainname": "sam.seller@mdsync.onmicrosoft.com",
+            Some(&ids.role_sysadmin_id),
+        ),
+        (
+            &ids.sales_user_id,
+            json!({"firstname": "Sam", "lastname": "Seller", "domainname": "sam.seller@mdsync.onmicrosoft.com",
             "internalemailaddress": "sam.seller@mdsync.onmicrosoft.com", "accessmode": 0, "islicensed": true, "title": "Account Executive"}),
-            Some(&ids.role_salesperson_id)),
-        (&ids.service_user_id, json!({"firstname": "Robin", "lastname": "Reader", "domainname": "robin.reader@mdsync.onmicrosoft.com",
+            Some(&ids.role_salesperson_id),
+        ),
+        (
+            &ids.service_user_id,
+            json!({"firstname": "Robin", "lastname": "Reader", "domainname": "robin.reader@mdsync.onmicrosoft.com",
             "internalemailaddress": "robin.reader@mdsync.onmicrosoft.com", "accessmode": 0, "islicensed": true, "title": "Analyst"}),
-            None),
-        (&ids.admin_app_user_id, json!({"firstname": "#", "lastname": "mdsync admin app",
+            None,
+        ),
+        (
+            &ids.admin_app_user_id,
+            json!({"firstname": "#", "lastname": "mdsync admin app",
             "domainname": format!("{}@mdsync.onmicrosoft.com", ids.admin_client_id),
             "internalemailaddress": format!("{}@mdsync.onmicrosoft.com", ids.admin_client_id),
             "applicationid": ids.admin_client_id, "azureactivedirectoryobjectid": ids.admin_object_id,
             "accessmode": 4, "islicensed": false}),
-            Some(&ids.role_sysadmin_id)),
+            Some(&ids.role_sysadmin_id),
+        ),
     ];
     for (uid, mut fields, role) in users {
         if let Value::Object(m) = &mut fields {
@@ -234,39 +296,98 @@ pub fn seed(conn: &Connection, schema: &Schema, ids: &OrgIds, solution_version: 
             }
         }
         insert_raw(conn, schema, "systemuser", uid, fields, &c)?;
-        insert_raw(conn, schema, "usersettings", uid,
-            json!({"uilanguageid": 1033, "helplanguageid": 1033, "localeid": 1033, "timezonecode": 85}), &c)?;
+        insert_raw(
+            conn,
+            schema,
+            "usersettings",
+            uid,
+            json!({"uilanguageid": 1033, "helplanguageid": 1033, "localeid": 1033, "timezonecode": 85}),
+            &c,
+        )?;
         if let Some(r) = role {
             store::associate(conn, "systemuserroles_association", uid, r)?;
         }
-        store::associate(conn, "teammembership_association", uid, &ids.default_team_id)?;
+        store::associate(
+            conn,
+            "teammembership_association",
+            uid,
+            &ids.default_team_id,
+        )?;
     }
-    insert_raw(conn, schema, "team", &ids.default_team_id,
-        json!({"name": "mdsync", "teamtype": 0, "isdefault": true, "_businessunitid_value": bu}), &c)?;
-    insert_raw(conn, schema, "team", &ids.marketing_team_id,
-        json!({"name": "Marketing", "teamtype": 0, "isdefault": false, "_businessunitid_value": bu}), &c)?;
-    insert_raw(conn, schema, "solution", &ids.solution_id, json!({
-        "uniquename": "MarketoLeadManagement", "friendlyname": "Marketo Lead Management",
-        "version": solution_version, "ismanaged": true, "isvisible": true, "installedon": now_string(),
-        "description": "Marketo Lead Management solution for Microsoft Dynamics",
-    }), &c)?;
+    insert_raw(
+        conn,
+        schema,
+        "team",
+        &ids.default_team_id,
+        json!({"name": "mdsync", "teamtype": 0, "isdefault": true, "_businessunitid_value": bu}),
+        &c,
+    )?;
+    insert_raw(
+        conn,
+        schema,
+        "team",
+        &ids.marketing_team_id,
+        json!({"name": "Marketing", "teamtype": 0, "isdefault": false, "_businessunitid_value": bu}),
+        &c,
+    )?;
+    insert_raw(
+        conn,
+        schema,
+        "solution",
+        &ids.solution_id,
+        json!({
+            "uniquename": "MarketoLeadManagement", "friendlyname": "Marketo Lead Management",
+            "version": solution_version, "ismanaged": true, "isvisible": true, "installedon": now_string(),
+            "description": "Marketo Lead Management solution for Microsoft Dynamics",
+        }),
+        &c,
+    )?;
     for (i, name) in MARKETO_STEPS.iter().enumerate() {
         let step = crate::schema::stable_uuid(&format!("{}:step:{i}", ids.solution_id)).to_string();
-        insert_raw(conn, schema, "sdkmessageprocessingstep", &step, json!({
-            "name": name, "description": name, "stage": 40, "mode": 0, "rank": 1,
-            "solutionid": ids.solution_id, "statecode": 0, "statuscode": 1,
-        }), &c)?;
-        let comp = crate::schema::stable_uuid(&format!("{}:component:{i}", ids.solution_id)).to_string();
-        insert_raw(conn, schema, "solutioncomponent", &comp, json!({
-            "componenttype": 92, "objectid": step, "rootcomponentbehavior": 0, "_solutionid_value": ids.solution_id,
-        }), &c)?;
+        insert_raw(
+            conn,
+            schema,
+            "sdkmessageprocessingstep",
+            &step,
+            json!({
+                "name": name, "description": name, "stage": 40, "mode": 0, "rank": 1,
+                "solutionid": ids.solution_id, "statecode": 0, "statuscode": 1,
+            }),
+            &c,
+        )?;
+        let comp =
+            crate::schema::stable_uuid(&format!("{}:component:{i}", ids.solution_id)).to_string();
+        insert_raw(
+            conn,
+            schema,
+            "solutioncomponent",
+            &comp,
+            json!({
+                "componenttype": 92, "objectid": step, "rootcomponentbehavior": 0, "_solutionid_value": ids.solution_id,
+            }),
+            &c,
+        )?;
     }
-    let role_comp = crate::schema::stable_uuid(&format!("{}:component:role", ids.solution_id)).to_string();
-    insert_raw(conn, schema, "solutioncomponent", &role_comp, json!({
-        "componenttype": 20, "objectid": ids.role_marketo_sync_id, "rootcomponentbehavior": 0, "_solutionid_value": ids.solution_id,
-    }), &c)?;
-    insert_raw(conn, schema, "mkt_marketoconfig", &ids.config_id,
-        json!({"mkt_name": "Default", "_mkt_marketouserid_value": null, "_ownerid_value": ids.admin_user_id}), &c)?;
+    let role_comp =
+        crate::schema::stable_uuid(&format!("{}:component:role", ids.solution_id)).to_string();
+    insert_raw(
+        conn,
+        schema,
+        "solutioncomponent",
+        &role_comp,
+        json!({
+            "componenttype": 20, "objectid": ids.role_marketo_sync_id, "rootcomponentbehavior": 0, "_solutionid_value": ids.solution_id,
+        }),
+        &c,
+    )?;
+    insert_raw(
+        conn,
+        schema,
+        "mkt_marketoconfig",
+        &ids.config_id,
+        json!({"mkt_name": "Default", "_mkt_marketouserid_value": null, "_ownerid_value": ids.admin_user_id}),
+        &c,
+    )?;
     store::meta_set(conn, "seeded", "1")?;
     Ok(())
 }

@@ -71,7 +71,11 @@ pub fn not_found_for_key(def: &EntityDef, key: Option<&Key>) -> ApiError {
 
 /// Turns a key into a row id: GUID keys are returned as-is (existence is the caller's concern
 /// for upserts); alternate keys are looked up. `Ok(None)` = alternate key with no match.
-pub fn resolve_key(conn: &Connection, def: &EntityDef, key: Option<&Key>) -> ApiResult<Option<String>> {
+pub fn resolve_key(
+    conn: &Connection,
+    def: &EntityDef,
+    key: Option<&Key>,
+) -> ApiResult<Option<String>> {
     match key {
         Some(Key::Guid(g)) => {
             if store::get(conn, def, g)?.is_some() {
@@ -84,7 +88,9 @@ pub fn resolve_key(conn: &Connection, def: &EntityDef, key: Option<&Key>) -> Api
             let pairs = normalize_alternate_key(def, pairs)?;
             Ok(store::find_by_key(conn, def, &pairs)?)
         }
-        _ => Err(ApiError::bad_request("The key is not valid for this entity.")),
+        _ => Err(ApiError::bad_request(
+            "The key is not valid for this entity.",
+        )),
     }
 }
 
@@ -93,10 +99,14 @@ pub fn normalize_alternate_key(
     def: &EntityDef,
     pairs: &[(String, Value)],
 ) -> ApiResult<Vec<(String, Value)>> {
-    if pairs.len() == 1 && pairs[0].0 == def.primary_key {
-        if let Value::String(s) = &pairs[0].1 {
-            return Ok(vec![(def.primary_key.clone(), Value::String(s.to_lowercase()))]);
-        }
+    if pairs.len() == 1
+        && pairs[0].0 == def.primary_key
+        && let Value::String(s) = &pairs[0].1
+    {
+        return Ok(vec![(
+            def.primary_key.clone(),
+            Value::String(s.to_lowercase()),
+        )]);
     }
     let mut names: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
     names.sort();
@@ -358,7 +368,10 @@ fn bind(ctx: &WriteCtx<'_>, def: &EntityDef, row: &mut Row, nav: &str, v: &Value
     Ok(())
 }
 
-fn status_options(def: &EntityDef) -> Option<(&Vec<(i64, String)>, &Vec<(i64, String, i64)>)> {
+/// (statecode options, statuscode options with their owning state).
+type StateOptions<'a> = (&'a Vec<(i64, String)>, &'a Vec<(i64, String, i64)>);
+
+fn status_options(def: &EntityDef) -> Option<StateOptions<'_>> {
     let states = match &def.column("statecode")?.ty {
         ColumnType::State { options } => options,
         _ => return None,
@@ -371,7 +384,12 @@ fn status_options(def: &EntityDef) -> Option<(&Vec<(i64, String)>, &Vec<(i64, St
 }
 
 /// Fills defaults and checks the statecode/statuscode pair.
-pub fn fix_state(def: &EntityDef, row: &mut Row, body: &Map<String, Value>, id: &str) -> ApiResult<()> {
+pub fn fix_state(
+    def: &EntityDef,
+    row: &mut Row,
+    body: &Map<String, Value>,
+    id: &str,
+) -> ApiResult<()> {
     let Some((states, statuses)) = status_options(def) else {
         return Ok(());
     };
@@ -416,7 +434,14 @@ pub fn compute_fullname(def: &EntityDef, row: &mut Row) {
 }
 
 /// Sets the system columns of a row being written.
-pub fn stamp(def: &EntityDef, row: &mut Row, caller: &Caller, version: i64, now: &str, creating: bool) {
+pub fn stamp(
+    def: &EntityDef,
+    row: &mut Row,
+    caller: &Caller,
+    version: i64,
+    now: &str,
+    creating: bool,
+) {
     let who = Value::String(caller.user_id.clone());
     let sys = Value::String("systemuser".into());
     if creating {
@@ -427,7 +452,7 @@ pub fn stamp(def: &EntityDef, row: &mut Row, caller: &Caller, version: i64, now:
             sys.clone(),
         );
         if def.user_owned {
-            if !row.get("_ownerid_value").is_some_and(|v| !v.is_null()) {
+            if row.get("_ownerid_value").is_none_or(|v| v.is_null()) {
                 row.insert("_ownerid_value".into(), who.clone());
                 row.insert(
                     "_ownerid_value@Microsoft.Dynamics.CRM.lookuplogicalname".into(),
@@ -472,22 +497,26 @@ pub fn check_unique_keys(conn: &Connection, def: &EntityDef, id: &str, row: &Row
         if values.iter().any(|(_, v)| v.is_null()) {
             continue;
         }
-        if let Some(other) = store::find_by_key(conn, def, &values)? {
-            if other != id {
-                let shown: Vec<String> = values
-                    .iter()
-                    .map(|(_, v)| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
-                    .collect();
-                return Err(ApiError::new(
-                    StatusCode::PRECONDITION_FAILED,
-                    "0x80060892",
-                    format!(
-                        "Entity Key {} violated. A record with the same value for {} already exists. A duplicate record cannot be created. Try again with different values.",
-                        key.join("_"),
-                        shown.join(",")
-                    ),
-                ));
-            }
+        if let Some(other) = store::find_by_key(conn, def, &values)?
+            && other != id
+        {
+            let shown: Vec<String> = values
+                .iter()
+                .map(|(_, v)| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string())
+                })
+                .collect();
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "0x80060892",
+                format!(
+                    "Entity Key {} violated. A record with the same value for {} already exists. A duplicate record cannot be created. Try again with different values.",
+                    key.join("_"),
+                    shown.join(",")
+                ),
+            ));
         }
     }
     Ok(())
@@ -508,7 +537,8 @@ impl Annotations {
             let p = p.trim();
             p == "*"
                 || p == name
-                || p.strip_suffix('*').is_some_and(|prefix| name.starts_with(prefix))
+                || p.strip_suffix('*')
+                    .is_some_and(|prefix| name.starts_with(prefix))
         })
     }
     pub fn any(&self) -> bool {
@@ -517,21 +547,32 @@ impl Annotations {
 }
 
 /// Renders a stored row in the wire shape: `@odata.etag` first, the selected (or all) columns.
-pub fn project(def: &EntityDef, row: &Row, select: Option<&[String]>, ann: &Annotations) -> Map<String, Value> {
+pub fn project(
+    def: &EntityDef,
+    row: &Row,
+    select: Option<&[String]>,
+    ann: &Annotations,
+) -> Map<String, Value> {
     let mut out = Map::new();
-    let version = row.get("versionnumber").and_then(Value::as_i64).unwrap_or(0);
-    out.insert("@odata.etag".into(), Value::String(format!("W/\"{version}\"")));
+    let version = row
+        .get("versionnumber")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    out.insert(
+        "@odata.etag".into(),
+        Value::String(format!("W/\"{version}\"")),
+    );
     let mut emit = |col: &ColumnDef| {
         let wire = col.wire_name();
         let v = row.get(&wire).cloned().unwrap_or(Value::Null);
         if ann.any() && !v.is_null() {
-            if let Some(label) = formatted(col, &v) {
-                if ann.wants("OData.Community.Display.V1.FormattedValue") {
-                    out.insert(
-                        format!("{wire}@OData.Community.Display.V1.FormattedValue"),
-                        Value::String(label),
-                    );
-                }
+            if let Some(label) = formatted(col, &v)
+                && ann.wants("OData.Community.Display.V1.FormattedValue")
+            {
+                out.insert(
+                    format!("{wire}@OData.Community.Display.V1.FormattedValue"),
+                    Value::String(label),
+                );
             }
             if col.is_lookup() {
                 if ann.wants("Microsoft.Dynamics.CRM.associatednavigationproperty") {
@@ -561,10 +602,10 @@ pub fn project(def: &EntityDef, row: &Row, select: Option<&[String]>, ann: &Anno
                     emit(c);
                 }
             }
-            if let Some(pk) = def.column(&def.primary_key) {
-                if !cols.iter().any(|c| c == &def.primary_key) {
-                    emit(pk);
-                }
+            if let Some(pk) = def.column(&def.primary_key)
+                && !cols.iter().any(|c| c == &def.primary_key)
+            {
+                emit(pk);
             }
         }
         None => {

@@ -7,8 +7,12 @@ use uuid::Uuid;
 /// Column types the emulator models (a subset of Dataverse `AttributeTypeCode`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ColumnType {
-    String { max_len: u32 },
-    Memo { max_len: u32 },
+    String {
+        max_len: u32,
+    },
+    Memo {
+        max_len: u32,
+    },
     Integer,
     BigInt,
     Decimal,
@@ -18,13 +22,21 @@ pub enum ColumnType {
     DateTime,
     Uniqueidentifier,
     /// Choice column: allowed integer values with labels.
-    Picklist { options: Vec<(i64, String)> },
+    Picklist {
+        options: Vec<(i64, String)>,
+    },
     /// `statecode`: values with labels.
-    State { options: Vec<(i64, String)> },
+    State {
+        options: Vec<(i64, String)>,
+    },
     /// `statuscode`: (value, label, owning statecode).
-    Status { options: Vec<(i64, String, i64)> },
+    Status {
+        options: Vec<(i64, String, i64)>,
+    },
     /// Lookup to one or more tables (logical names); read as `_<name>_value`.
-    Lookup { targets: Vec<String> },
+    Lookup {
+        targets: Vec<String>,
+    },
 }
 
 impl ColumnType {
@@ -143,10 +155,12 @@ impl EntityDef {
     }
     /// Finds a column by its wire name (`name` or `_x_value`).
     pub fn column_by_wire(&self, wire: &str) -> Option<&ColumnDef> {
-        if let Some(inner) = wire.strip_prefix('_').and_then(|w| w.strip_suffix("_value")) {
-            if let Some(c) = self.column(inner).filter(|c| c.is_lookup()) {
-                return Some(c);
-            }
+        if let Some(inner) = wire
+            .strip_prefix('_')
+            .and_then(|w| w.strip_suffix("_value"))
+            && let Some(c) = self.column(inner).filter(|c| c.is_lookup())
+        {
+            return Some(c);
         }
         self.column(wire).filter(|c| !c.is_lookup())
     }
@@ -237,7 +251,12 @@ impl Builder {
             c.valid_for_update = false;
             b.def.columns.push(c);
         }
-        let mut v = col(logical, "versionnumber", "Version Number", ColumnType::BigInt);
+        let mut v = col(
+            logical,
+            "versionnumber",
+            "Version Number",
+            ColumnType::BigInt,
+        );
         v.valid_for_create = false;
         v.valid_for_update = false;
         b.def.columns.push(v);
@@ -258,7 +277,12 @@ impl Builder {
     }
     fn name(mut self, name: &str, max: u32) -> Self {
         self.def.primary_name = Some(name.into());
-        let mut c = col(&self.def.logical_name, name, "Name", ColumnType::String { max_len: max });
+        let mut c = col(
+            &self.def.logical_name,
+            name,
+            "Name",
+            ColumnType::String { max_len: max },
+        );
         if name == "fullname" {
             c.valid_for_create = false;
             c.valid_for_update = false;
@@ -267,12 +291,22 @@ impl Builder {
         self
     }
     fn s(mut self, name: &str, max: u32) -> Self {
-        let c = col(&self.def.logical_name, name, name, ColumnType::String { max_len: max });
+        let c = col(
+            &self.def.logical_name,
+            name,
+            name,
+            ColumnType::String { max_len: max },
+        );
         self.def.columns.push(c);
         self
     }
     fn memo(mut self, name: &str, max: u32) -> Self {
-        let c = col(&self.def.logical_name, name, name, ColumnType::Memo { max_len: max });
+        let c = col(
+            &self.def.logical_name,
+            name,
+            name,
+            ColumnType::Memo { max_len: max },
+        );
         self.def.columns.push(c);
         self
     }
@@ -541,18 +575,23 @@ pub fn builtin_entities() -> Vec<EntityDef> {
             .t("expirechangetrackingindays", ColumnType::Integer)
             .no_tracking()
             .build(),
-        Builder::new("usersettings", "usersettingscollection", "User Settings", 150)
-            .t("uilanguageid", ColumnType::Integer)
-            .t("helplanguageid", ColumnType::Integer)
-            .t("localeid", ColumnType::Integer)
-            .t("timezonecode", ColumnType::Integer)
-            .no_tracking()
-            .build_with(|d| {
-                d.primary_key = "systemuserid".into();
-                d.columns[0].logical_name = "systemuserid".into();
-                d.columns[0].schema_name = "SystemUserId".into();
-                d.self_service = true;
-            }),
+        Builder::new(
+            "usersettings",
+            "usersettingscollection",
+            "User Settings",
+            150,
+        )
+        .t("uilanguageid", ColumnType::Integer)
+        .t("helplanguageid", ColumnType::Integer)
+        .t("localeid", ColumnType::Integer)
+        .t("timezonecode", ColumnType::Integer)
+        .no_tracking()
+        .build_with(|d| {
+            d.primary_key = "systemuserid".into();
+            d.columns[0].logical_name = "systemuserid".into();
+            d.columns[0].schema_name = "SystemUserId".into();
+            d.self_service = true;
+        }),
         Builder::new("solution", "solutions", "Solution", 7100)
             .s("uniquename", 65)
             .name("friendlyname", 256)
@@ -562,22 +601,27 @@ pub fn builtin_entities() -> Vec<EntityDef> {
             .t("installedon", ColumnType::DateTime)
             .s("description", 2000)
             .build(),
-        Builder::new("solutioncomponent", "solutioncomponents", "Solution Component", 7103)
-            .t(
-                "componenttype",
-                picklist(&[
-                    (1, "Entity"),
-                    (2, "Attribute"),
-                    (20, "Role"),
-                    (91, "Plugin Assembly"),
-                    (92, "SDK Message Processing Step"),
-                ]),
-            )
-            .t("objectid", ColumnType::Uniqueidentifier)
-            .t("rootcomponentbehavior", ColumnType::Integer)
-            .lookup("solutionid", &["solution"])
-            .no_tracking()
-            .build(),
+        Builder::new(
+            "solutioncomponent",
+            "solutioncomponents",
+            "Solution Component",
+            7103,
+        )
+        .t(
+            "componenttype",
+            picklist(&[
+                (1, "Entity"),
+                (2, "Attribute"),
+                (20, "Role"),
+                (91, "Plugin Assembly"),
+                (92, "SDK Message Processing Step"),
+            ]),
+        )
+        .t("objectid", ColumnType::Uniqueidentifier)
+        .t("rootcomponentbehavior", ColumnType::Integer)
+        .lookup("solutionid", &["solution"])
+        .no_tracking()
+        .build(),
         Builder::new(
             "sdkmessageprocessingstep",
             "sdkmessageprocessingsteps",
@@ -596,12 +640,17 @@ pub fn builtin_entities() -> Vec<EntityDef> {
         )
         .no_tracking()
         .build(),
-        Builder::new("mkt_marketoconfig", "mkt_marketoconfigs", "Marketo Config", 10010)
-            .name("mkt_name", 100)
-            .lookup("mkt_marketouserid", &["systemuser"])
-            .owner()
-            .active_inactive()
-            .build_with(|d| d.custom_entity = true),
+        Builder::new(
+            "mkt_marketoconfig",
+            "mkt_marketoconfigs",
+            "Marketo Config",
+            10010,
+        )
+        .name("mkt_name", 100)
+        .lookup("mkt_marketouserid", &["systemuser"])
+        .owner()
+        .active_inactive()
+        .build_with(|d| d.custom_entity = true),
     ]
 }
 

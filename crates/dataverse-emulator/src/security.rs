@@ -172,7 +172,11 @@ pub fn load_caller(conn: &Connection, users: &EntityDef, user_id: &str) -> ApiRe
             "The user is not a member of the organization.",
         )
     })?;
-    if row.get("isdisabled").and_then(Value::as_bool).unwrap_or(false) {
+    if row
+        .get("isdisabled")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
         return Err(ApiError::new(
             axum::http::StatusCode::FORBIDDEN,
             "0x80040225",
@@ -190,7 +194,9 @@ pub fn load_caller(conn: &Connection, users: &EntityDef, user_id: &str) -> ApiRe
         let mut stmt =
             conn.prepare_cached("SELECT entity, rights FROM role_privileges WHERE roleid = ?1")?;
         for role in &roles {
-            let rows = stmt.query_map([role], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))?;
+            let rows = stmt.query_map([role], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?))
+            })?;
             for r in rows {
                 let (e, rights) = r?;
                 *privileges.entry(e).or_insert(0) |= rights;

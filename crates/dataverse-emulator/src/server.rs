@@ -51,14 +51,20 @@ impl Running {
 
 fn render_fault(f: &Fault) -> Response {
     let code = f.code.clone().unwrap_or_else(|| "0x80040216".into());
-    let status = f.status.and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(
-        if matches!(code.as_str(), "0x80072322" | "0x80072321" | "0x80072326") {
-            StatusCode::TOO_MANY_REQUESTS
-        } else {
-            StatusCode::INTERNAL_SERVER_ERROR
-        },
-    );
-    let message = f.message.clone().unwrap_or_else(|| "An unexpected error occurred.".into());
+    let status = f
+        .status
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(
+            if matches!(code.as_str(), "0x80072322" | "0x80072321" | "0x80072326") {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            },
+        );
+    let message = f
+        .message
+        .clone()
+        .unwrap_or_else(|| "An unexpected error occurred.".into());
     ApiError::new(status, &code, message).into_response()
 }
 
@@ -93,8 +99,9 @@ pub async fn spawn(config: Config) -> Result<Running, Error> {
         .merge(crate::admin::routes(shared.clone()))
         .fallback(entry)
         .with_state(shared.clone());
-    let app = mdsync_emulator_kit::instrument(router, faults, counters, render_panic)
-        .layer(axum::middleware::from_fn_with_state(shared.clone(), protect));
+    let app = mdsync_emulator_kit::instrument(router, faults, counters, render_panic).layer(
+        axum::middleware::from_fn_with_state(shared.clone(), protect),
+    );
     let handle = mdsync_emulator_kit::serve(config.listen, app).await?;
     let url = format!("http://{}", handle.local_addr());
     let ids = &shared.ids;
@@ -108,14 +115,31 @@ pub async fn spawn(config: Config) -> Result<Running, Error> {
         sync_app_client_secret: ids.sync_client_secret.clone(),
         url,
     };
-    Ok(Running { handle, shared, description })
+    Ok(Running {
+        handle,
+        shared,
+        description,
+    })
 }
 
-async fn token(State(shared): State<Arc<Shared>>, Path(tenant): Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn token(
+    State(shared): State<Arc<Shared>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let lifetime = shared.config.token_lifetime.as_secs() as i64;
     tokio::task::spawn_blocking(move || {
         let conn = shared.store().conn.lock();
-        crate::auth::token_endpoint(&conn, &shared.ids.tenant_id, &shared.ids.token_secret, lifetime, &tenant, &headers, &body)
+        crate::auth::token_endpoint(
+            &conn,
+            &shared.ids.tenant_id,
+            &shared.ids.token_secret,
+            lifetime,
+            &tenant,
+            &headers,
+            &body,
+        )
     })
     .await
     .unwrap_or_else(|_| render_panic())
@@ -137,7 +161,9 @@ pub fn origin(headers: &HeaderMap, fallback_host: &str) -> String {
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// Turns a reply into an HTTP response with the OData headers.
@@ -160,9 +186,13 @@ pub fn into_response(reply: Reply) -> Response {
             r
         }
     };
-    resp.headers_mut().insert("OData-Version", HeaderValue::from_static("4.0"));
+    resp.headers_mut()
+        .insert("OData-Version", HeaderValue::from_static("4.0"));
     for (k, v) in reply.headers {
-        if let (Ok(name), Ok(value)) = (header::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
             resp.headers_mut().insert(name, value);
         }
     }
@@ -170,15 +200,30 @@ pub fn into_response(reply: Reply) -> Response {
 }
 
 /// Resolves the caller from verified claims and applies `MSCRMCallerID`/`CallerObjectId`.
-pub fn resolve_caller(shared: &Shared, conn: &rusqlite::Connection, claims: &Value, headers: &HeaderMap) -> Result<Caller, ApiError> {
+pub fn resolve_caller(
+    shared: &Shared,
+    conn: &rusqlite::Connection,
+    claims: &Value,
+    headers: &HeaderMap,
+) -> Result<Caller, ApiError> {
     let schema = shared.store().schema();
-    let users = schema.by_logical("systemuser").ok_or_else(|| ApiError::internal("systemuser table missing"))?;
+    let users = schema
+        .by_logical("systemuser")
+        .ok_or_else(|| ApiError::internal("systemuser table missing"))?;
     let Some(uid) = crate::auth::systemuser_for(conn, claims)? else {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "0x80072560", "The user is not a member of the organization."));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "0x80072560",
+            "The user is not a member of the organization.",
+        ));
     };
     let caller = security::load_caller(conn, &users, &uid)?;
     let target = if let Some(id) = headers.get("mscrmcallerid").and_then(|v| v.to_str().ok()) {
-        Some(id.trim().trim_matches(|c| c == '{' || c == '}').to_ascii_lowercase())
+        Some(
+            id.trim()
+                .trim_matches(|c| c == '{' || c == '}')
+                .to_ascii_lowercase(),
+        )
     } else if let Some(oid) = headers.get("callerobjectid").and_then(|v| v.to_str().ok()) {
         let found: Option<String> = conn
             .prepare_cached("SELECT id FROM rec_systemuser WHERE lower(json_extract(data, '$.azureactivedirectoryobjectid')) = lower(?1)")?
@@ -196,7 +241,9 @@ pub fn resolve_caller(shared: &Shared, conn: &rusqlite::Connection, claims: &Val
                 return Err(caller.deny("prvActOnBehalfOfAnotherUser", None));
             }
             if uuid::Uuid::parse_str(&t).is_err() {
-                return Err(ApiError::bad_request(format!("Invalid MSCRMCallerID header value '{t}'.")));
+                return Err(ApiError::bad_request(format!(
+                    "Invalid MSCRMCallerID header value '{t}'."
+                )));
             }
             if store::get(conn, &users, &t)?.is_none() {
                 return Err(ApiError::record_not_found("systemuser", &t));
@@ -212,7 +259,12 @@ async fn entry(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Respons
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let Some(rest) = path.strip_prefix(API_PREFIX) else {
-        let first = path.trim_start_matches('/').split('/').next().unwrap_or("").to_string();
+        let first = path
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .to_string();
         return ApiError::segment_not_found(&first).into_response();
     };
     if !rest.is_empty() && !rest.starts_with('/') {
@@ -230,13 +282,22 @@ async fn entry(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Respons
     let claims = match crate::auth::verify(&shared.ids.token_secret, token, now) {
         Ok(c) => c,
         Err(p) => {
-            return ApiError::unauthorized(&challenge, &format!("The access token is invalid: {p:?}.")).into_response();
+            return ApiError::unauthorized(
+                &challenge,
+                &format!("The access token is invalid: {p:?}."),
+            )
+            .into_response();
         }
     };
     let body = match to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => {
-            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "0x80040216", "The request body is too large.").into_response();
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "0x80040216",
+                "The request body is too large.",
+            )
+            .into_response();
         }
     };
     let req = Req {
@@ -253,7 +314,11 @@ async fn entry(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Respons
 
 /// Service protection, outermost so that time spent anywhere in the stack (including injected
 /// latency) counts toward the caller's concurrency and execution-time windows.
-async fn protect(State(shared): State<Arc<Shared>>, req: Request<Body>, next: axum::middleware::Next) -> Response {
+async fn protect(
+    State(shared): State<Arc<Shared>>,
+    req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response {
     if !shared.limits.settings.enabled || !req.uri().path().starts_with(API_PREFIX) {
         return next.run(req).await;
     }
@@ -271,7 +336,10 @@ async fn protect(State(shared): State<Arc<Shared>>, req: Request<Body>, next: ax
     let mut resp = next.run(req).await;
     drop(permit);
     for (k, v) in shared.limits.headers(&key) {
-        if let (Ok(n), Ok(v)) = (header::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+        if let (Ok(n), Ok(v)) = (
+            header::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
             resp.headers_mut().insert(n, v);
         }
     }

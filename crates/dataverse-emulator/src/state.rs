@@ -19,10 +19,23 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(store: Store, ids: OrgIds, config: crate::Config, faults: FaultRegistry, counters: RequestCounters) -> Arc<Self> {
+    pub fn new(
+        store: Store,
+        ids: OrgIds,
+        config: crate::Config,
+        faults: FaultRegistry,
+        counters: RequestCounters,
+    ) -> Arc<Self> {
         let mut settings = config.limits.clone();
         settings.enabled = config.limits_enabled;
-        Arc::new(Shared { store, ids, limits: Limits::new(settings), config, faults, counters })
+        Arc::new(Shared {
+            store,
+            ids,
+            limits: Limits::new(settings),
+            config,
+            faults,
+            counters,
+        })
     }
     pub fn store(&self) -> &Store {
         &self.store

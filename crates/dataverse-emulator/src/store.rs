@@ -69,7 +69,8 @@ impl Store {
         }
         {
             let mut stmt = conn.prepare("SELECT entity, def FROM custom_columns ORDER BY rowid")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
             for row in rows {
                 let (entity, def) = row?;
                 if let (Some(e), Ok(c)) = (
@@ -136,7 +137,9 @@ pub fn reserve_versions(conn: &Connection, n: i64) -> rusqlite::Result<i64> {
 
 /// The current value of the change clock.
 pub fn current_version(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT value FROM version_clock WHERE id = 1", [], |r| r.get(0))
+    conn.query_row("SELECT value FROM version_clock WHERE id = 1", [], |r| {
+        r.get(0)
+    })
 }
 
 pub fn parse_row(data: &str) -> Row {
@@ -198,7 +201,10 @@ pub fn put(conn: &Connection, def: &EntityDef, id: &str, row: &Row) -> rusqlite:
         table(def)
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let version = row.get("versionnumber").and_then(Value::as_i64).unwrap_or(0);
+    let version = row
+        .get("versionnumber")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     let created = row.get("createdon").and_then(Value::as_str).unwrap_or("");
     let modified = row.get("modifiedon").and_then(Value::as_str).unwrap_or("");
     let data = serde_json::to_string(row).unwrap_or_else(|_| "{}".into());
@@ -251,13 +257,15 @@ pub fn disassociate(conn: &Connection, rel: &str, a: &str, b: &str) -> rusqlite:
 
 /// The `b` side ids linked to `a` (small sets: roles of a user, members of a team).
 pub fn linked_b(conn: &Connection, rel: &str, a: &str) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = conn.prepare_cached("SELECT b FROM assoc WHERE rel = ?1 AND a = ?2 ORDER BY b")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT b FROM assoc WHERE rel = ?1 AND a = ?2 ORDER BY b")?;
     let rows = stmt.query_map(params![rel, a], |r| r.get(0))?;
     rows.collect()
 }
 
 pub fn linked_a(conn: &Connection, rel: &str, b: &str) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = conn.prepare_cached("SELECT a FROM assoc WHERE rel = ?1 AND b = ?2 ORDER BY a")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT a FROM assoc WHERE rel = ?1 AND b = ?2 ORDER BY a")?;
     let rows = stmt.query_map(params![rel, b], |r| r.get(0))?;
     rows.collect()
 }

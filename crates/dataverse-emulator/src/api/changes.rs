@@ -16,7 +16,10 @@ use crate::store::{self, parse_row, table};
 pub const RETENTION_DAYS: i64 = 7;
 
 pub fn delta_token(version: i64) -> String {
-    format!("{version}!{}", chrono::Utc::now().format("%m/%d/%Y %H:%M:%S"))
+    format!(
+        "{version}!{}",
+        chrono::Utc::now().format("%m/%d/%Y %H:%M:%S")
+    )
 }
 
 fn expired() -> ApiError {
@@ -38,7 +41,8 @@ pub fn parse_delta_token(ctx: &Ctx<'_>, token: &str) -> ApiResult<i64> {
     };
     let (v, ts) = token.split_once('!').ok_or_else(invalid)?;
     let version: i64 = v.trim().parse().map_err(|_| invalid())?;
-    let when = chrono::NaiveDateTime::parse_from_str(ts.trim(), "%m/%d/%Y %H:%M:%S").map_err(|_| invalid())?;
+    let when = chrono::NaiveDateTime::parse_from_str(ts.trim(), "%m/%d/%Y %H:%M:%S")
+        .map_err(|_| invalid())?;
     if version > store::current_version(ctx.conn)? || version < 0 {
         return Err(invalid());
     }
@@ -54,7 +58,10 @@ pub fn check_tracking_options(def: &EntityDef, req: &Req) -> ApiResult<()> {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "0x80072491",
-            format!("Entity {} isn't enabled for change tracking.", def.logical_name),
+            format!(
+                "Entity {} isn't enabled for change tracking.",
+                def.logical_name
+            ),
         ));
     }
     for (k, _) in query_pairs(&req.query) {
@@ -62,7 +69,9 @@ pub fn check_tracking_options(def: &EntityDef, req: &Req) -> ApiResult<()> {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "0x80060888",
-                format!("The \"{k}\" query parameter isn't supported when Change Tracking is enabled."),
+                format!(
+                    "The \"{k}\" query parameter isn't supported when Change Tracking is enabled."
+                ),
             ));
         }
     }
@@ -75,7 +84,14 @@ enum Change {
 }
 
 /// `GET <set>?$deltatoken=...`
-pub fn delta(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef, opts: &QueryOptions, prefer: &Prefer, token: &str) -> ApiResult<Reply> {
+pub fn delta(
+    ctx: &mut Ctx<'_>,
+    req: &Req,
+    def: &EntityDef,
+    opts: &QueryOptions,
+    prefer: &Prefer,
+    token: &str,
+) -> ApiResult<Reply> {
     check_tracking_options(def, req)?;
     let from = parse_delta_token(ctx, token)?;
     let cookie = opts.skiptoken.as_deref().map(decode_cookie).transpose()?;
@@ -122,7 +138,10 @@ pub fn delta(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef, opts: &QueryOptions,
         if take_up {
             if let Some((v, data)) = next_up.take() {
                 let row = parse_row(&data);
-                page.push(Change::Upsert(v, records::project(def, &row, opts.select.as_deref(), &ann)));
+                page.push(Change::Upsert(
+                    v,
+                    records::project(def, &row, opts.select.as_deref(), &ann),
+                ));
             }
             next_up = match up_rows.next()? {
                 Some(r) => Some((r.get(0)?, r.get(1)?)),
@@ -161,7 +180,10 @@ pub fn delta(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef, opts: &QueryOptions,
     let mut out = Map::new();
     out.insert(
         "@odata.context".into(),
-        Value::String(format!("{}/$delta", collection_context(ctx, def, opts.select.as_deref()))),
+        Value::String(format!(
+            "{}/$delta",
+            collection_context(ctx, def, opts.select.as_deref())
+        )),
     );
     out.insert("value".into(), Value::Array(value));
     if more {
@@ -173,14 +195,27 @@ pub fn delta(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef, opts: &QueryOptions,
             ..Default::default()
         };
         let skip = encode_cookie(&def.primary_key, &next);
-        let enc = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+        let enc = |s: &str| {
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+        };
         out.insert(
             "@odata.nextLink".into(),
-            Value::String(link(ctx, req, &format!("$deltatoken={}&$skiptoken={}", enc(token), enc(&skip)))),
+            Value::String(link(
+                ctx,
+                req,
+                &format!("$deltatoken={}&$skiptoken={}", enc(token), enc(&skip)),
+            )),
         );
     } else {
-        let enc = percent_encoding::utf8_percent_encode(&delta_token(upto), percent_encoding::NON_ALPHANUMERIC).to_string();
-        out.insert("@odata.deltaLink".into(), Value::String(link(ctx, req, &format!("$deltatoken={enc}"))));
+        let enc = percent_encoding::utf8_percent_encode(
+            &delta_token(upto),
+            percent_encoding::NON_ALPHANUMERIC,
+        )
+        .to_string();
+        out.insert(
+            "@odata.deltaLink".into(),
+            Value::String(link(ctx, req, &format!("$deltatoken={enc}"))),
+        );
     }
     let mut reply = Reply::json(StatusCode::OK, Value::Object(out));
     let mut applied = vec!["odata.track-changes".to_string()];
@@ -195,7 +230,11 @@ pub fn delta(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef, opts: &QueryOptions,
 pub fn count_changes(ctx: &Ctx<'_>, def: &EntityDef, token: &str) -> ApiResult<usize> {
     let from = parse_delta_token(ctx, token)?;
     let t = table(def);
-    let ups: i64 = ctx.conn.query_row(&format!("SELECT COUNT(*) FROM {t} WHERE versionnumber > ?1"), [from], |r| r.get(0))?;
+    let ups: i64 = ctx.conn.query_row(
+        &format!("SELECT COUNT(*) FROM {t} WHERE versionnumber > ?1"),
+        [from],
+        |r| r.get(0),
+    )?;
     let dels: i64 = ctx.conn.query_row(
         "SELECT COUNT(*) FROM tombstones WHERE entity = ?1 AND versionnumber > ?2",
         params![def.logical_name, from],

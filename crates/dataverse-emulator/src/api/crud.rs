@@ -22,7 +22,9 @@ pub fn select_list(def: &EntityDef, query: &str) -> ApiResult<Option<Vec<String>
                 .collect();
             for c in &cols {
                 if def.column_by_wire(c).is_none() && def.column(c).is_none() {
-                    return Err(mdsync_odata::ODataError::property_not_found(c, &def.logical_name).into());
+                    return Err(
+                        mdsync_odata::ODataError::property_not_found(c, &def.logical_name).into(),
+                    );
                 }
             }
             return Ok(Some(cols));
@@ -44,7 +46,12 @@ impl From<mdsync_odata::ODataError> for ApiError {
 /// `<base>$metadata#set(cols)/$entity`
 pub fn entity_context(ctx: &Ctx<'_>, def: &EntityDef, select: Option<&[String]>) -> String {
     match select {
-        Some(cols) => format!("{}$metadata#{}({})/$entity", ctx.base, def.set_name, cols.join(",")),
+        Some(cols) => format!(
+            "{}$metadata#{}({})/$entity",
+            ctx.base,
+            def.set_name,
+            cols.join(",")
+        ),
         None => format!("{}$metadata#{}/$entity", ctx.base, def.set_name),
     }
 }
@@ -57,7 +64,9 @@ pub fn entity_url(ctx: &Ctx<'_>, def: &EntityDef, id: &str) -> String {
 fn etag(row: &Row) -> String {
     format!(
         "W/\"{}\"",
-        row.get("versionnumber").and_then(Value::as_i64).unwrap_or(0)
+        row.get("versionnumber")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
     )
 }
 
@@ -71,7 +80,11 @@ fn resolve_existing(ctx: &Ctx<'_>, def: &EntityDef, key: &Key) -> ApiResult<Opti
                 None => return Ok(None),
             }
         }
-        _ => return Err(ApiError::bad_request("The key is not valid for this entity.")),
+        _ => {
+            return Err(ApiError::bad_request(
+                "The key is not valid for this entity.",
+            ));
+        }
     };
     Ok(store::get(ctx.conn, def, &id)?.map(|r| (id, r)))
 }
@@ -84,21 +97,27 @@ pub fn retrieve(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef, key: &Key) -> Api
     };
     ctx.caller.check_record(def, READ, &id)?;
     let tag = etag(&row);
-    if let Some(inm) = header(req, "if-none-match") {
-        if inm.trim() == tag && prefer.annotations.is_empty() {
-            return Ok(Reply {
-                status: StatusCode::NOT_MODIFIED,
-                headers: vec![("ETag".into(), tag)],
-                body: super::Body::Empty,
-            });
-        }
+    if let Some(inm) = header(req, "if-none-match")
+        && inm.trim() == tag
+        && prefer.annotations.is_empty()
+    {
+        return Ok(Reply {
+            status: StatusCode::NOT_MODIFIED,
+            headers: vec![("ETag".into(), tag)],
+            body: super::Body::Empty,
+        });
     }
     let mut out = Map::new();
     out.insert(
         "@odata.context".into(),
         Value::String(entity_context(ctx, def, select.as_deref())),
     );
-    out.extend(records::project(def, &row, select.as_deref(), &prefer.annotations()));
+    out.extend(records::project(
+        def,
+        &row,
+        select.as_deref(),
+        &prefer.annotations(),
+    ));
     let mut reply = Reply::json(StatusCode::OK, Value::Object(out)).header("ETag", tag);
     if let Some(a) = prefer.applied_annotations() {
         reply = reply.header("Preference-Applied", a);
@@ -150,10 +169,7 @@ fn special_create(ctx: &Ctx<'_>, def: &EntityDef, row: &mut Row) -> ApiResult<()
         return Ok(());
     }
     row.entry("isdisabled").or_insert(Value::Bool(false));
-    if row
-        .get("_businessunitid_value")
-        .is_none_or(Value::is_null)
-    {
+    if row.get("_businessunitid_value").is_none_or(Value::is_null) {
         row.insert(
             "_businessunitid_value".into(),
             Value::String(ctx.shared.ids.root_business_unit_id.clone()),
@@ -163,17 +179,28 @@ fn special_create(ctx: &Ctx<'_>, def: &EntityDef, row: &mut Row) -> ApiResult<()
             Value::String("businessunit".into()),
         );
     }
-    if let Some(appid) = row.get("applicationid").and_then(Value::as_str).map(str::to_string) {
+    if let Some(appid) = row
+        .get("applicationid")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    {
         if crate::auth::systemuser_for(ctx.conn, &serde_json::json!({"appid": appid}))?.is_some() {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "0x8004f511",
-                format!("You are attempting to create an Application ID = {appid} that already exists."),
+                format!(
+                    "You are attempting to create an Application ID = {appid} that already exists."
+                ),
             ));
         }
         let app = crate::auth::find_app(ctx.conn, &appid)?;
-        let name = app.as_ref().map(|a| a.name.clone()).unwrap_or_else(|| appid.clone());
-        let oid = app.map(|a| a.object_id).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let name = app
+            .as_ref()
+            .map(|a| a.name.clone())
+            .unwrap_or_else(|| appid.clone());
+        let oid = app
+            .map(|a| a.object_id)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         row.insert("firstname".into(), Value::String("#".into()));
         row.insert("lastname".into(), Value::String(name.clone()));
         row.insert("fullname".into(), Value::String(format!("# {name}")));
@@ -206,7 +233,14 @@ fn after_create(ctx: &Ctx<'_>, def: &EntityDef, id: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn created_reply(ctx: &Ctx<'_>, req: &Req, def: &EntityDef, id: &str, row: &Row, status_created: StatusCode) -> ApiResult<Reply> {
+fn created_reply(
+    ctx: &Ctx<'_>,
+    req: &Req,
+    def: &EntityDef,
+    id: &str,
+    row: &Row,
+    status_created: StatusCode,
+) -> ApiResult<Reply> {
     let prefer = parse_prefer(&req.headers);
     let url = entity_url(ctx, def, id);
     if prefer.return_representation {
@@ -216,7 +250,12 @@ fn created_reply(ctx: &Ctx<'_>, req: &Req, def: &EntityDef, id: &str, row: &Row,
             "@odata.context".into(),
             Value::String(entity_context(ctx, def, select.as_deref())),
         );
-        out.extend(records::project(def, row, select.as_deref(), &prefer.annotations()));
+        out.extend(records::project(
+            def,
+            row,
+            select.as_deref(),
+            &prefer.annotations(),
+        ));
         return Ok(Reply::json(status_created, Value::Object(out))
             .header("Preference-Applied", "return=representation")
             .header("ETag", etag(row))
@@ -262,7 +301,9 @@ pub fn upsert(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef, key: &Key) -> ApiRe
     let body = json_body(req)?;
     let existing = resolve_existing(ctx, def, key)?;
     let if_match = header(req, "if-match").map(str::trim).map(str::to_string);
-    let if_none_match = header(req, "if-none-match").map(str::trim).map(str::to_string);
+    let if_none_match = header(req, "if-none-match")
+        .map(str::trim)
+        .map(str::to_string);
     match (&existing, if_match.as_deref()) {
         (None, Some(_)) => return Err(records::not_found_for_key(def, Some(key))),
         (Some((_, row)), Some(tag)) if tag != "*" && tag != etag(row) => {
@@ -289,13 +330,17 @@ pub fn upsert(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef, key: &Key) -> ApiRe
                     "@odata.context".into(),
                     Value::String(entity_context(ctx, def, select.as_deref())),
                 );
-                out.extend(records::project(def, &row, select.as_deref(), &prefer.annotations()));
+                out.extend(records::project(
+                    def,
+                    &row,
+                    select.as_deref(),
+                    &prefer.annotations(),
+                ));
                 return Ok(Reply::json(StatusCode::OK, Value::Object(out))
                     .header("Preference-Applied", "return=representation")
                     .header("ETag", etag(&row)));
             }
-            Ok(Reply::no_content()
-                .header("OData-EntityId", entity_url(ctx, def, &id)))
+            Ok(Reply::no_content().header("OData-EntityId", entity_url(ctx, def, &id)))
         }
         None => {
             ctx.caller.check(def, CREATE)?;
@@ -308,7 +353,11 @@ pub fn upsert(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef, key: &Key) -> ApiRe
                     }
                     uuid::Uuid::new_v4().to_string()
                 }
-                _ => return Err(ApiError::bad_request("The key is not valid for this entity.")),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "The key is not valid for this entity.",
+                    ));
+                }
             };
             let row = store::savepoint(ctx.conn, || {
                 let row = write_record(ctx, def, &id, None, &body)?;
@@ -333,10 +382,11 @@ pub fn delete(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef, key: &Key) -> ApiRe
         return Err(records::not_found_for_key(def, Some(key)));
     };
     ctx.caller.check(def, DELETE)?;
-    if let Some(tag) = header(req, "if-match").map(str::trim) {
-        if tag != "*" && tag != etag(&row) {
-            return Err(concurrency_mismatch());
-        }
+    if let Some(tag) = header(req, "if-match").map(str::trim)
+        && tag != "*"
+        && tag != etag(&row)
+    {
+        return Err(concurrency_mismatch());
     }
     store::savepoint(ctx.conn, || {
         store::delete(ctx.conn, def, &id)?;

@@ -9,14 +9,19 @@ use crate::error::{ApiError, ApiResult};
 use crate::schema::ColumnType;
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 pub fn metadata(ctx: &mut Ctx<'_>, req: &Req) -> ApiResult<Reply> {
     if req.method != Method::GET {
         return Err(ApiError::method_not_allowed());
     }
-    let annotations = query_pairs(&req.query).iter().any(|(k, v)| k == "annotations" && v == "true");
+    let annotations = query_pairs(&req.query)
+        .iter()
+        .any(|(k, v)| k == "annotations" && v == "true");
     let mut x = String::with_capacity(64 * 1024);
     x.push_str(r#"<?xml version="1.0" encoding="utf-8"?><edmx:Edmx Version="4.0" xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx">"#);
     x.push_str(r#"<edmx:Reference Uri="http://vocabularies.odata.org/OData.Community.Keys.V1.xml"><edmx:Include Namespace="OData.Community.Keys.V1" Alias="Keys"/></edmx:Reference>"#);
@@ -25,13 +30,22 @@ pub fn metadata(ctx: &mut Ctx<'_>, req: &Req) -> ApiResult<Reply> {
     x.push_str(r#"<edmx:DataServices><Schema Namespace="Microsoft.Dynamics.CRM" Alias="mscrm" xmlns="http://docs.oasis-open.org/odata/ns/edm">"#);
     x.push_str(r#"<EntityType Name="crmbaseentity" Abstract="true"/>"#);
     for e in &ctx.schema.entities {
-        let _ = write!(x, r#"<EntityType Name="{}" BaseType="mscrm.crmbaseentity"><Key><PropertyRef Name="{}"/></Key>"#, e.logical_name, e.primary_key);
+        let _ = write!(
+            x,
+            r#"<EntityType Name="{}" BaseType="mscrm.crmbaseentity"><Key><PropertyRef Name="{}"/></Key>"#,
+            e.logical_name, e.primary_key
+        );
         for c in &e.columns {
             let mut extra = String::new();
             if let ColumnType::String { max_len } | ColumnType::Memo { max_len } = c.ty {
                 let _ = write!(extra, r#" MaxLength="{max_len}""#);
             }
-            let _ = write!(x, r#"<Property Name="{}" Type="{}"{extra}"#, c.wire_name(), c.ty.edm_type());
+            let _ = write!(
+                x,
+                r#"<Property Name="{}" Type="{}"{extra}"#,
+                c.wire_name(),
+                c.ty.edm_type()
+            );
             if c.ty.edm_type() == "Edm.Decimal" {
                 x.push_str(r#" Scale="Variable""#);
             }
@@ -48,7 +62,10 @@ pub fn metadata(ctx: &mut Ctx<'_>, req: &Req) -> ApiResult<Reply> {
                     let _ = write!(
                         x,
                         r#"<NavigationProperty Name="{}" Type="mscrm.{t}" Nullable="false" Partner="{}_{}"><ReferentialConstraint Property="_{}_value" ReferencedProperty="{t}id"/></NavigationProperty>"#,
-                        esc(&name), e.logical_name, esc(&name), c.logical_name
+                        esc(&name),
+                        e.logical_name,
+                        esc(&name),
+                        c.logical_name
                     );
                     if c.logical_name == "ownerid" {
                         break;
@@ -57,9 +74,18 @@ pub fn metadata(ctx: &mut Ctx<'_>, req: &Req) -> ApiResult<Reply> {
             }
         }
         for (rel, a, b) in super::refs::RELATIONSHIPS {
-            let other = if *a == e.logical_name { Some(b) } else if *b == e.logical_name { Some(a) } else { None };
+            let other = if *a == e.logical_name {
+                Some(b)
+            } else if *b == e.logical_name {
+                Some(a)
+            } else {
+                None
+            };
             if let Some(o) = other {
-                let _ = write!(x, r#"<NavigationProperty Name="{rel}" Type="Collection(mscrm.{o})" Partner="{rel}"/>"#);
+                let _ = write!(
+                    x,
+                    r#"<NavigationProperty Name="{rel}" Type="Collection(mscrm.{o})" Partner="{rel}"/>"#
+                );
             }
         }
         x.push_str("</EntityType>");
@@ -70,8 +96,15 @@ pub fn metadata(ctx: &mut Ctx<'_>, req: &Req) -> ApiResult<Reply> {
     x.push_str(r#"<Function Name="WhoAmI"><ReturnType Type="mscrm.WhoAmIResponse" Nullable="false"/></Function>"#);
     x.push_str(r#"<Function Name="RetrieveVersion"><ReturnType Type="mscrm.RetrieveVersionResponse" Nullable="false"/></Function>"#);
     x.push_str(r#"<Action Name="PublishAllXml"/>"#);
-    for (op, ret) in [("CreateMultiple", Some("mscrm.CreateMultipleResponse")), ("UpdateMultiple", None), ("UpsertMultiple", None)] {
-        let _ = write!(x, r#"<Action Name="{op}" IsBound="true"><Parameter Name="entityset" Type="Collection(mscrm.crmbaseentity)" Nullable="false"/><Parameter Name="Targets" Type="Collection(mscrm.crmbaseentity)" Nullable="false"/>"#);
+    for (op, ret) in [
+        ("CreateMultiple", Some("mscrm.CreateMultipleResponse")),
+        ("UpdateMultiple", None),
+        ("UpsertMultiple", None),
+    ] {
+        let _ = write!(
+            x,
+            r#"<Action Name="{op}" IsBound="true"><Parameter Name="entityset" Type="Collection(mscrm.crmbaseentity)" Nullable="false"/><Parameter Name="Targets" Type="Collection(mscrm.crmbaseentity)" Nullable="false"/>"#
+        );
         if let Some(r) = ret {
             let _ = write!(x, r#"<ReturnType Type="{r}" Nullable="false"/>"#);
         }
@@ -79,7 +112,11 @@ pub fn metadata(ctx: &mut Ctx<'_>, req: &Req) -> ApiResult<Reply> {
     }
     x.push_str(r#"<EntityContainer Name="System">"#);
     for e in &ctx.schema.entities {
-        let _ = write!(x, r#"<EntitySet Name="{}" EntityType="Microsoft.Dynamics.CRM.{}">"#, e.set_name, e.logical_name);
+        let _ = write!(
+            x,
+            r#"<EntitySet Name="{}" EntityType="Microsoft.Dynamics.CRM.{}">"#,
+            e.set_name, e.logical_name
+        );
         if annotations && e.change_tracking {
             x.push_str(r#"<Annotation Term="Org.OData.Capabilities.V1.ChangeTracking"><Record><PropertyValue Property="Supported" Bool="true"/></Record></Annotation>"#);
         }
@@ -87,5 +124,9 @@ pub fn metadata(ctx: &mut Ctx<'_>, req: &Req) -> ApiResult<Reply> {
     }
     x.push_str(r#"<FunctionImport Name="WhoAmI" Function="Microsoft.Dynamics.CRM.WhoAmI"/><FunctionImport Name="RetrieveVersion" Function="Microsoft.Dynamics.CRM.RetrieveVersion"/><ActionImport Name="PublishAllXml" Action="Microsoft.Dynamics.CRM.PublishAllXml"/>"#);
     x.push_str("</EntityContainer></Schema></edmx:DataServices></edmx:Edmx>");
-    Ok(Reply { status: StatusCode::OK, headers: Vec::new(), body: Body::Text(x, "application/xml") })
+    Ok(Reply {
+        status: StatusCode::OK,
+        headers: Vec::new(),
+        body: Body::Text(x, "application/xml"),
+    })
 }

@@ -40,16 +40,28 @@ fn type_name_value(c: &ColumnDef) -> &'static str {
 /// AttributeMetadata JSON for a column.
 pub fn attribute_json(def: &EntityDef, c: &ColumnDef) -> Map<String, Value> {
     let mut m = Map::new();
-    m.insert("@odata.type".into(), json!(format!("#Microsoft.Dynamics.CRM.{}", c.ty.metadata_type())));
+    m.insert(
+        "@odata.type".into(),
+        json!(format!("#Microsoft.Dynamics.CRM.{}", c.ty.metadata_type())),
+    );
     m.insert("MetadataId".into(), json!(c.metadata_id));
     m.insert("LogicalName".into(), json!(c.logical_name));
     m.insert("SchemaName".into(), json!(c.schema_name));
     m.insert("EntityLogicalName".into(), json!(def.logical_name));
     m.insert("AttributeType".into(), json!(c.ty.attribute_type()));
-    m.insert("AttributeTypeName".into(), json!({"Value": type_name_value(c)}));
+    m.insert(
+        "AttributeTypeName".into(),
+        json!({"Value": type_name_value(c)}),
+    );
     m.insert("IsCustomAttribute".into(), json!(c.custom));
-    m.insert("IsPrimaryId".into(), json!(c.logical_name == def.primary_key));
-    m.insert("IsPrimaryName".into(), json!(def.primary_name.as_deref() == Some(c.logical_name.as_str())));
+    m.insert(
+        "IsPrimaryId".into(),
+        json!(c.logical_name == def.primary_key),
+    );
+    m.insert(
+        "IsPrimaryName".into(),
+        json!(def.primary_name.as_deref() == Some(c.logical_name.as_str())),
+    );
     m.insert("IsValidForCreate".into(), json!(c.valid_for_create));
     m.insert("IsValidForRead".into(), json!(true));
     m.insert("IsValidForUpdate".into(), json!(c.valid_for_update));
@@ -75,12 +87,24 @@ pub fn attribute_json(def: &EntityDef, c: &ColumnDef) -> Map<String, Value> {
             );
         }
         ColumnType::Picklist { options } | ColumnType::State { options } => {
-            let opts: Vec<Value> = options.iter().map(|(v, l)| json!({"Value": v, "Label": label(l)})).collect();
-            m.insert("OptionSet".into(), json!({"OptionSetType": "Picklist", "Options": opts}));
+            let opts: Vec<Value> = options
+                .iter()
+                .map(|(v, l)| json!({"Value": v, "Label": label(l)}))
+                .collect();
+            m.insert(
+                "OptionSet".into(),
+                json!({"OptionSetType": "Picklist", "Options": opts}),
+            );
         }
         ColumnType::Status { options } => {
-            let opts: Vec<Value> = options.iter().map(|(v, l, s)| json!({"Value": v, "State": s, "Label": label(l)})).collect();
-            m.insert("OptionSet".into(), json!({"OptionSetType": "Status", "Options": opts}));
+            let opts: Vec<Value> = options
+                .iter()
+                .map(|(v, l, s)| json!({"Value": v, "State": s, "Label": label(l)}))
+                .collect();
+            m.insert(
+                "OptionSet".into(),
+                json!({"OptionSetType": "Status", "Options": opts}),
+            );
         }
         _ => {}
     }
@@ -100,7 +124,14 @@ pub fn entity_json(def: &EntityDef) -> Map<String, Value> {
     m.insert("ObjectTypeCode".into(), json!(def.object_type_code));
     m.insert("ChangeTrackingEnabled".into(), json!(def.change_tracking));
     m.insert("IsCustomEntity".into(), json!(def.custom_entity));
-    m.insert("OwnershipType".into(), json!(if def.user_owned { "UserOwned" } else { "OrganizationOwned" }));
+    m.insert(
+        "OwnershipType".into(),
+        json!(if def.user_owned {
+            "UserOwned"
+        } else {
+            "OrganizationOwned"
+        }),
+    );
     m.insert("DisplayName".into(), label(&def.display_name));
     let keys: Vec<Value> = def
         .alternate_keys
@@ -116,7 +147,11 @@ fn shape(items: Vec<Map<String, Value>>, query: &str) -> ApiResult<Vec<Value>> {
     let pairs = query_pairs(query);
     let mut filter = None;
     let mut select: Option<Vec<String>> = None;
-    let aliases: mdsync_odata::Aliases = pairs.iter().filter(|(k, _)| k.starts_with('@')).cloned().collect();
+    let aliases: mdsync_odata::Aliases = pairs
+        .iter()
+        .filter(|(k, _)| k.starts_with('@'))
+        .cloned()
+        .collect();
     for (k, v) in &pairs {
         match k.as_str() {
             "$filter" => filter = Some(mdsync_odata::parse_filter(v, &aliases)?),
@@ -145,15 +180,25 @@ fn shape(items: Vec<Map<String, Value>>, query: &str) -> ApiResult<Vec<Value>> {
 
 fn find_entity(ctx: &Ctx<'_>, key: &Key) -> ApiResult<std::sync::Arc<EntityDef>> {
     let found = match key {
-        Key::Guid(g) => ctx.schema.entities.iter().find(|e| e.metadata_id.to_string() == *g).cloned(),
-        Key::Named(p) if p.len() == 1 && p[0].0 == "LogicalName" => p[0].1.as_str().and_then(|n| ctx.schema.by_logical(n)),
+        Key::Guid(g) => ctx
+            .schema
+            .entities
+            .iter()
+            .find(|e| e.metadata_id.to_string() == *g)
+            .cloned(),
+        Key::Named(p) if p.len() == 1 && p[0].0 == "LogicalName" => {
+            p[0].1.as_str().and_then(|n| ctx.schema.by_logical(n))
+        }
         _ => None,
     };
     found.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "0x80040217",
-            format!("Could not find entity with the specified key: {}", key_text(key)),
+            format!(
+                "Could not find entity with the specified key: {}",
+                key_text(key)
+            ),
         )
     })
 }
@@ -161,7 +206,11 @@ fn find_entity(ctx: &Ctx<'_>, key: &Key) -> ApiResult<std::sync::Arc<EntityDef>>
 fn key_text(key: &Key) -> String {
     match key {
         Key::Guid(g) => g.clone(),
-        Key::Named(p) => p.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(","),
+        Key::Named(p) => p
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(","),
         Key::Single(v) => v.to_string(),
         Key::Empty => String::new(),
     }
@@ -174,7 +223,10 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Req, segs: &[Segment]) -> ApiResult<Reply
             require_get(req)?;
             let items = ctx.schema.entities.iter().map(|e| entity_json(e)).collect();
             let value = shape(items, &req.query)?;
-            Ok(Reply::json(StatusCode::OK, json!({"@odata.context": format!("{base}$metadata#EntityDefinitions"), "value": value})))
+            Ok(Reply::json(
+                StatusCode::OK,
+                json!({"@odata.context": format!("{base}$metadata#EntityDefinitions"), "value": value}),
+            ))
         }
         (1, Some(key)) => {
             require_get(req)?;
@@ -184,14 +236,21 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Req, segs: &[Segment]) -> ApiResult<Reply
                 Some(Value::Object(m)) => m,
                 _ => Map::new(),
             };
-            m.insert("@odata.context".into(), json!(format!("{base}$metadata#EntityDefinitions/$entity")));
+            m.insert(
+                "@odata.context".into(),
+                json!(format!("{base}$metadata#EntityDefinitions/$entity")),
+            );
             Ok(Reply::json(StatusCode::OK, Value::Object(m)))
         }
         (n, Some(key)) if n >= 2 && segs[1].name == "Attributes" => {
             let def = find_entity(ctx, key)?;
             match (&segs[1].key, req.method.clone()) {
                 (None, Method::GET) => {
-                    let items = def.columns.iter().map(|c| attribute_json(&def, c)).collect();
+                    let items = def
+                        .columns
+                        .iter()
+                        .map(|c| attribute_json(&def, c))
+                        .collect();
                     let value = shape(items, &req.query)?;
                     Ok(Reply::json(
                         StatusCode::OK,
@@ -201,7 +260,9 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Req, segs: &[Segment]) -> ApiResult<Reply
                 (None, Method::POST) => create_attribute(ctx, req, &def),
                 (Some(akey), Method::GET) => {
                     let col = match akey {
-                        Key::Guid(g) => def.columns.iter().find(|c| c.metadata_id.to_string() == *g),
+                        Key::Guid(g) => {
+                            def.columns.iter().find(|c| c.metadata_id.to_string() == *g)
+                        }
                         Key::Named(p) if p.len() == 1 && p[0].0 == "LogicalName" => {
                             p[0].1.as_str().and_then(|n| def.column(n))
                         }
@@ -211,7 +272,11 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Req, segs: &[Segment]) -> ApiResult<Reply
                         ApiError::new(
                             StatusCode::NOT_FOUND,
                             "0x80040217",
-                            format!("Could not find attribute with the specified key: {} on entity {}", key_text(akey), def.logical_name),
+                            format!(
+                                "Could not find attribute with the specified key: {} on entity {}",
+                                key_text(akey),
+                                def.logical_name
+                            ),
                         )
                     })?;
                     if let Some(cast) = segs.get(2) {
@@ -227,14 +292,21 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Req, segs: &[Segment]) -> ApiResult<Reply
                     };
                     m.insert(
                         "@odata.context".into(),
-                        json!(format!("{base}$metadata#EntityDefinitions({})/Attributes/$entity", def.metadata_id)),
+                        json!(format!(
+                            "{base}$metadata#EntityDefinitions({})/Attributes/$entity",
+                            def.metadata_id
+                        )),
                     );
                     Ok(Reply::json(StatusCode::OK, Value::Object(m)))
                 }
                 _ => Err(ApiError::method_not_allowed()),
             }
         }
-        _ => Err(ApiError::segment_not_found(segs.get(1).map(|s| s.name.as_str()).unwrap_or("EntityDefinitions"))),
+        _ => Err(ApiError::segment_not_found(
+            segs.get(1)
+                .map(|s| s.name.as_str())
+                .unwrap_or("EntityDefinitions"),
+        )),
     }
 }
 
@@ -278,26 +350,46 @@ fn create_attribute(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef) -> ApiResult<
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| schema_name.to_lowercase());
-    let valid_chars = logical.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid_chars || !CUSTOM_PREFIXES.iter().any(|p| logical.starts_with(p)) || !logical.contains('_') {
+    let valid_chars = logical
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid_chars
+        || !CUSTOM_PREFIXES.iter().any(|p| logical.starts_with(p))
+        || !logical.contains('_')
+    {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "0x80044330",
-            format!("The schema name {schema_name} for this attribute is not valid. It must start with a valid customization prefix (for example new_) and contain only letters, numbers and underscores."),
+            format!(
+                "The schema name {schema_name} for this attribute is not valid. It must start with a valid customization prefix (for example new_) and contain only letters, numbers and underscores."
+            ),
         ));
     }
     if def.column(&logical).is_some() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "0x80044363",
-            format!("An attribute with the specified name {logical} already exists on entity {}.", def.logical_name),
+            format!(
+                "An attribute with the specified name {logical} already exists on entity {}.",
+                def.logical_name
+            ),
         ));
     }
-    let max_len = body.get("MaxLength").and_then(Value::as_u64).unwrap_or(100).min(4000) as u32;
+    let max_len = body
+        .get("MaxLength")
+        .and_then(Value::as_u64)
+        .unwrap_or(100)
+        .min(4000) as u32;
     let ty = match odata_type.as_str() {
         "BooleanAttributeMetadata" => ColumnType::Boolean,
         "StringAttributeMetadata" => ColumnType::String { max_len },
-        "MemoAttributeMetadata" => ColumnType::Memo { max_len: body.get("MaxLength").and_then(Value::as_u64).unwrap_or(2000).min(1_048_576) as u32 },
+        "MemoAttributeMetadata" => ColumnType::Memo {
+            max_len: body
+                .get("MaxLength")
+                .and_then(Value::as_u64)
+                .unwrap_or(2000)
+                .min(1_048_576) as u32,
+        },
         "IntegerAttributeMetadata" => ColumnType::Integer,
         "BigIntAttributeMetadata" => ColumnType::BigInt,
         "DecimalAttributeMetadata" => ColumnType::Decimal,
@@ -311,16 +403,27 @@ fn create_attribute(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef) -> ApiResult<
                 .and_then(Value::as_array)
                 .map(|opts| {
                     opts.iter()
-                        .filter_map(|o| Some((o.get("Value")?.as_i64()?, label_text(o.get("Label")).unwrap_or_default())))
+                        .filter_map(|o| {
+                            Some((
+                                o.get("Value")?.as_i64()?,
+                                label_text(o.get("Label")).unwrap_or_default(),
+                            ))
+                        })
                         .collect::<Vec<_>>()
                 })
                 .unwrap_or_default();
             if options.is_empty() {
-                return Err(ApiError::bad_request("A Picklist attribute needs OptionSet.Options with values."));
+                return Err(ApiError::bad_request(
+                    "A Picklist attribute needs OptionSet.Options with values.",
+                ));
             }
             ColumnType::Picklist { options }
         }
-        "" => return Err(ApiError::bad_request("The '@odata.type' of the attribute metadata is required.")),
+        "" => {
+            return Err(ApiError::bad_request(
+                "The '@odata.type' of the attribute metadata is required.",
+            ));
+        }
         other => {
             return Err(ApiError::bad_request(format!(
                 "Creating attributes of type '{other}' is not supported by the emulator."
@@ -348,6 +451,9 @@ fn create_attribute(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef) -> ApiResult<
     ctx.schema = ctx.shared.store().schema();
     Ok(Reply::no_content().header(
         "OData-EntityId",
-        format!("{}EntityDefinitions({})/Attributes({id})", ctx.base, def.metadata_id),
+        format!(
+            "{}EntityDefinitions({})/Attributes({id})",
+            ctx.base, def.metadata_id
+        ),
     ))
 }

@@ -2,14 +2,14 @@
 //! shape and answered with a [`Reply`]. Everything here is synchronous over one SQLite
 //! connection, so `$batch` can run parts inside its own savepoints.
 
+pub mod changes;
 pub mod crud;
+pub mod csdl;
 pub mod entitydefs;
 pub mod functions;
 pub mod multiple;
 pub mod query;
 pub mod refs;
-pub mod changes;
-pub mod csdl;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -181,7 +181,9 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Req) -> ApiResult<Reply> {
     let mut segs: Vec<Segment> = Vec::with_capacity(raw_segments.len());
     for s in &raw_segments {
         segs.push(parse_segment(s).ok_or_else(|| {
-            ApiError::bad_request(format!("Bad Request - Error in query syntax. Segment '{s}'."))
+            ApiError::bad_request(format!(
+                "Bad Request - Error in query syntax. Segment '{s}'."
+            ))
         })?);
     }
     let first = segs.first().map(|s| s.name.as_str()).unwrap_or("");
@@ -238,7 +240,9 @@ fn service_document(ctx: &Ctx<'_>) -> Reply {
         .iter()
         .map(|e| json!({"name": e.set_name, "kind": "EntitySet", "url": e.set_name}))
         .collect();
-    value.push(json!({"name": "EntityDefinitions", "kind": "EntitySet", "url": "EntityDefinitions"}));
+    value.push(
+        json!({"name": "EntityDefinitions", "kind": "EntitySet", "url": "EntityDefinitions"}),
+    );
     Reply::json(
         StatusCode::OK,
         json!({"@odata.context": format!("{}$metadata", ctx.base), "value": value}),

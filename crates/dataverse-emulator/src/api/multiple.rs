@@ -22,7 +22,9 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef, action: &str) -> Ap
     }
     let mut body = json_body(req)?;
     let Some(Value::Array(targets)) = body.remove("Targets") else {
-        return Err(ApiError::bad_request(format!("The '{op}' request requires the 'Targets' parameter.")));
+        return Err(ApiError::bad_request(format!(
+            "The '{op}' request requires the 'Targets' parameter."
+        )));
     };
     match op {
         "CreateMultiple" => ctx.caller.check(def, CREATE)?,
@@ -37,7 +39,9 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef, action: &str) -> Ap
         let mut ids = Vec::with_capacity(targets.len());
         for (i, t) in targets.into_iter().enumerate() {
             let Value::Object(mut t) = t else {
-                return Err(ApiError::bad_request(format!("Target {i} is not an entity.")));
+                return Err(ApiError::bad_request(format!(
+                    "Target {i} is not an entity."
+                )));
             };
             match t.get("@odata.type").and_then(Value::as_str) {
                 Some(ty) if ty.trim_start_matches('#') == expected_type => {}
@@ -52,7 +56,9 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef, action: &str) -> Ap
                     ));
                 }
             }
-            let key_ref = t.remove("@odata.id").and_then(|v| v.as_str().map(str::to_string));
+            let key_ref = t
+                .remove("@odata.id")
+                .and_then(|v| v.as_str().map(str::to_string));
             let id = target_id(ctx, def, &mut t, key_ref.as_deref())?;
             ids.push(write_one(ctx, def, op, id, &t)?);
         }
@@ -71,9 +77,15 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef, action: &str) -> Ap
 }
 
 /// The target's id: its primary key, or an `@odata.id` alternate-key reference (None = new).
-fn target_id(ctx: &Ctx<'_>, def: &EntityDef, t: &mut Map<String, Value>, key_ref: Option<&str>) -> ApiResult<Option<String>> {
+fn target_id(
+    ctx: &Ctx<'_>,
+    def: &EntityDef,
+    t: &mut Map<String, Value>,
+    key_ref: Option<&str>,
+) -> ApiResult<Option<String>> {
     if let Some(r) = key_ref {
-        let seg = parse_segment(strip_base(r)).ok_or_else(|| ApiError::bad_request(format!("Invalid @odata.id '{r}'.")))?;
+        let seg = parse_segment(strip_base(r))
+            .ok_or_else(|| ApiError::bad_request(format!("Invalid @odata.id '{r}'.")))?;
         return match seg.key {
             Some(Key::Guid(g)) => Ok(Some(g)),
             Some(Key::Named(pairs)) => {
@@ -94,23 +106,40 @@ fn target_id(ctx: &Ctx<'_>, def: &EntityDef, t: &mut Map<String, Value>, key_ref
     match t.get(&def.primary_key) {
         Some(Value::String(s)) => Ok(Some(
             uuid::Uuid::parse_str(s.trim_matches(|c| c == '{' || c == '}'))
-                .map_err(|_| ApiError::bad_request(format!("Cannot convert the literal '{s}' to the expected type 'Edm.Guid'.")))?
+                .map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "Cannot convert the literal '{s}' to the expected type 'Edm.Guid'."
+                    ))
+                })?
                 .to_string(),
         )),
         _ => Ok(None),
     }
 }
 
-fn write_one(ctx: &Ctx<'_>, def: &EntityDef, op: &str, id: Option<String>, t: &Map<String, Value>) -> ApiResult<String> {
+fn write_one(
+    ctx: &Ctx<'_>,
+    def: &EntityDef,
+    op: &str,
+    id: Option<String>,
+    t: &Map<String, Value>,
+) -> ApiResult<String> {
     let existing = match &id {
         Some(id) => store::get(ctx.conn, def, id)?,
         None => None,
     };
     match (op, existing) {
-        ("CreateMultiple", Some(_)) => Err(ApiError::new(StatusCode::PRECONDITION_FAILED, "0x80040237", "Cannot insert duplicate key.")),
+        ("CreateMultiple", Some(_)) => Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "0x80040237",
+            "Cannot insert duplicate key.",
+        )),
         ("UpdateMultiple", None) => match id {
             Some(id) => Err(ApiError::record_not_found(&def.logical_name, &id)),
-            None => Err(ApiError::bad_request(format!("The primary key '{}' is required for UpdateMultiple.", def.primary_key))),
+            None => Err(ApiError::bad_request(format!(
+                "The primary key '{}' is required for UpdateMultiple.",
+                def.primary_key
+            ))),
         },
         (_, existing) => {
             let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());

@@ -67,7 +67,11 @@ pub fn parse_options(def: &EntityDef, query: &str) -> ApiResult<QueryOptions> {
                 let expr = mdsync_odata::parse_filter(v, &aliases)?;
                 for c in expr.columns() {
                     if def.column_by_wire(&c).is_none() {
-                        return Err(mdsync_odata::ODataError::property_not_found(&c, &def.logical_name).into());
+                        return Err(mdsync_odata::ODataError::property_not_found(
+                            &c,
+                            &def.logical_name,
+                        )
+                        .into());
                     }
                 }
                 o.filter = Some(expr);
@@ -84,12 +88,19 @@ pub fn parse_options(def: &EntityDef, query: &str) -> ApiResult<QueryOptions> {
                             return Err(ApiError::new(
                                 StatusCode::BAD_REQUEST,
                                 "0x80060888",
-                                format!("Syntax error at position {} in '{v}'.", part.find(other).unwrap_or(0) + other.len()),
+                                format!(
+                                    "Syntax error at position {} in '{v}'.",
+                                    part.find(other).unwrap_or(0) + other.len()
+                                ),
                             ));
                         }
                     };
                     if def.column_by_wire(col).is_none() {
-                        return Err(mdsync_odata::ODataError::property_not_found(col, &def.logical_name).into());
+                        return Err(mdsync_odata::ODataError::property_not_found(
+                            col,
+                            &def.logical_name,
+                        )
+                        .into());
                     }
                     o.orderby.push((col.to_string(), desc));
                 }
@@ -184,8 +195,13 @@ pub fn decode_cookie(token: &str) -> ApiResult<Cookie> {
     let pc = attr(token, "pagingcookie").ok_or_else(bad)?;
     let once = percent_decode_str(pc).decode_utf8_lossy().to_string();
     let inner = percent_decode_str(&once).decode_utf8_lossy().to_string();
-    let page = attr(&inner, "page").and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-    let strip = |s: &str| s.trim_matches(|c| c == '{' || c == '}').to_ascii_lowercase();
+    let page = attr(&inner, "page")
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(bad)?;
+    let strip = |s: &str| {
+        s.trim_matches(|c| c == '{' || c == '}')
+            .to_ascii_lowercase()
+    };
     Ok(Cookie {
         page,
         last: attr(&inner, "last").map(strip),
@@ -261,8 +277,14 @@ fn scan(
         Some(desc) => {
             let (cmp, dir) = if desc { ("<", "DESC") } else { (">", "ASC") };
             match cookie.and_then(|c| c.last.clone()) {
-                Some(last) => (format!("SELECT id, data FROM {t} WHERE id {cmp} ?1 ORDER BY id {dir}"), vec![last]),
-                None => (format!("SELECT id, data FROM {t} ORDER BY id {dir}"), vec![]),
+                Some(last) => (
+                    format!("SELECT id, data FROM {t} WHERE id {cmp} ?1 ORDER BY id {dir}"),
+                    vec![last],
+                ),
+                None => (
+                    format!("SELECT id, data FROM {t} ORDER BY id {dir}"),
+                    vec![],
+                ),
             }
         }
         None => {
@@ -277,7 +299,13 @@ fn scan(
                     )
                 })
                 .collect();
-            (format!("SELECT id, data FROM {t} ORDER BY {}, id ASC", order.join(", ")), vec![])
+            (
+                format!(
+                    "SELECT id, data FROM {t} ORDER BY {}, id ASC",
+                    order.join(", ")
+                ),
+                vec![],
+            )
         }
     };
     let mut skip = cookie.and_then(|c| c.offset).unwrap_or(0);
@@ -287,10 +315,10 @@ fn scan(
         let id: String = r.get(0)?;
         let data: String = r.get(1)?;
         let row = parse_row(&data);
-        if let Some(filter) = &opts.filter {
-            if !filter.eval(&row, &ectx) {
-                continue;
-            }
+        if let Some(filter) = &opts.filter
+            && !filter.eval(&row, &ectx)
+        {
+            continue;
         }
         if skip > 0 {
             skip -= 1;
@@ -304,17 +332,33 @@ fn scan(
 }
 
 /// Counts matching rows up to `cap`.
-fn count_matching(ctx: &Ctx<'_>, def: &EntityDef, opts: &QueryOptions, cap: usize) -> ApiResult<usize> {
+fn count_matching(
+    ctx: &Ctx<'_>,
+    def: &EntityDef,
+    opts: &QueryOptions,
+    cap: usize,
+) -> ApiResult<usize> {
     if opts.filter.is_none() {
         let n: i64 = ctx.conn.query_row(
-            &format!("SELECT COUNT(*) FROM (SELECT 1 FROM {} LIMIT ?1)", table(def)),
+            &format!(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM {} LIMIT ?1)",
+                table(def)
+            ),
             [cap as i64],
             |r| r.get(0),
         )?;
         return Ok(n as usize);
     }
     let mut n = 0usize;
-    let plain = QueryOptions { select: None, filter: opts.filter.clone(), orderby: Vec::new(), top: None, count: false, skiptoken: None, deltatoken: None };
+    let plain = QueryOptions {
+        select: None,
+        filter: opts.filter.clone(),
+        orderby: Vec::new(),
+        top: None,
+        count: false,
+        skiptoken: None,
+        deltatoken: None,
+    };
     scan(ctx, def, &plain, None, |_, _| {
         n += 1;
         n < cap
@@ -359,19 +403,34 @@ pub fn collection(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef) -> ApiResult<Re
         if first_id.is_none() {
             first_id = Some(id.clone());
         }
-        value.push(Value::Object(records::project(def, &row, opts.select.as_deref(), &ann)));
+        value.push(Value::Object(records::project(
+            def,
+            &row,
+            opts.select.as_deref(),
+            &ann,
+        )));
         last_id = Some(id);
         true
     })?;
     let mut out = Map::new();
-    out.insert("@odata.context".into(), Value::String(collection_context(ctx, def, opts.select.as_deref())));
+    out.insert(
+        "@odata.context".into(),
+        Value::String(collection_context(ctx, def, opts.select.as_deref())),
+    );
     if opts.count {
         let n = count_matching(ctx, def, &opts, COUNT_CAP)?;
         out.insert("@odata.count".into(), Value::from(n));
     }
     if ann.wants("Microsoft.Dynamics.CRM.totalrecordcount") {
-        let n = if opts.count { count_matching(ctx, def, &opts, COUNT_CAP)? as i64 } else { -1 };
-        out.insert("@Microsoft.Dynamics.CRM.totalrecordcount".into(), Value::from(n));
+        let n = if opts.count {
+            count_matching(ctx, def, &opts, COUNT_CAP)? as i64
+        } else {
+            -1
+        };
+        out.insert(
+            "@Microsoft.Dynamics.CRM.totalrecordcount".into(),
+            Value::from(n),
+        );
         out.insert(
             "@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded".into(),
             Value::Bool(n >= COUNT_CAP as i64),
@@ -393,12 +452,19 @@ pub fn collection(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef) -> ApiResult<Re
             tracking,
         };
         let token = encode_cookie(&def.primary_key, &next);
-        out.insert("@odata.nextLink".into(), Value::String(link(ctx, req, &format!("$skiptoken={}", enc(&token)))));
+        out.insert(
+            "@odata.nextLink".into(),
+            Value::String(link(ctx, req, &format!("$skiptoken={}", enc(&token)))),
+        );
     } else if tracking {
         let v = snapshot.unwrap_or(0);
         out.insert(
             "@odata.deltaLink".into(),
-            Value::String(link(ctx, req, &format!("$deltatoken={}", enc(&super::changes::delta_token(v))))),
+            Value::String(link(
+                ctx,
+                req,
+                &format!("$deltatoken={}", enc(&super::changes::delta_token(v))),
+            )),
         );
     }
     let mut reply = Reply::json(StatusCode::OK, Value::Object(out));

@@ -35,27 +35,44 @@ pub fn relationship(entity: &str, nav: &str) -> Option<(&'static str, bool, &'st
     })
 }
 
-pub fn handle(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef, key: &Key, rest: &[Segment]) -> ApiResult<Reply> {
+pub fn handle(
+    ctx: &mut Ctx<'_>,
+    req: &Req,
+    def: &EntityDef,
+    key: &Key,
+    rest: &[Segment],
+) -> ApiResult<Reply> {
     let id = records::resolve_key(ctx.conn, def, Some(key))?
         .ok_or_else(|| records::not_found_for_key(def, Some(key)))?;
     let nav = &rest[0];
     if let Some((rel, a_side, other)) = relationship(&def.logical_name, &nav.name) {
         return many_to_many(ctx, req, def, &id, rel, a_side, other, nav, &rest[1..]);
     }
-    if rest.len() == 2 && rest[1].name == "$ref" {
-        if let Some(col) = nav_column(def, &nav.name) {
-            return single_ref(ctx, req, def, &id, &col.logical_name.clone(), &nav.name);
-        }
+    if rest.len() == 2
+        && rest[1].name == "$ref"
+        && let Some(col) = nav_column(def, &nav.name)
+    {
+        return single_ref(ctx, req, def, &id, &col.logical_name.clone(), &nav.name);
     }
-    if rest.len() == 1 && nav.key.is_none() {
-        if let Some(col) = def.column_by_wire(&nav.name).or_else(|| def.column(&nav.name)) {
-            return single_column(ctx, req, def, &id, &col.wire_name(), col.is_lookup());
-        }
+    if rest.len() == 1
+        && nav.key.is_none()
+        && let Some(col) = def
+            .column_by_wire(&nav.name)
+            .or_else(|| def.column(&nav.name))
+    {
+        return single_column(ctx, req, def, &id, &col.wire_name(), col.is_lookup());
     }
     Err(ApiError::segment_not_found(&nav.name))
 }
 
-fn single_column(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef, id: &str, wire: &str, lookup: bool) -> ApiResult<Reply> {
+fn single_column(
+    ctx: &mut Ctx<'_>,
+    req: &Req,
+    def: &EntityDef,
+    id: &str,
+    wire: &str,
+    lookup: bool,
+) -> ApiResult<Reply> {
     match req.method {
         Method::GET => {
             ctx.caller.check_record(def, READ, id)?;
@@ -86,7 +103,14 @@ fn single_column(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef, id: &str, wire: 
     }
 }
 
-fn single_ref(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef, id: &str, _col: &str, nav: &str) -> ApiResult<Reply> {
+fn single_ref(
+    ctx: &mut Ctx<'_>,
+    req: &Req,
+    def: &EntityDef,
+    id: &str,
+    _col: &str,
+    nav: &str,
+) -> ApiResult<Reply> {
     ctx.caller.check_record(def, WRITE, id)?;
     let mut body = Map::new();
     match req.method {
@@ -125,7 +149,13 @@ fn many_to_many(
         .by_logical(other)
         .ok_or_else(|| ApiError::internal("relationship target missing"))?;
     let is_ref = rest.first().is_some_and(|s| s.name == "$ref");
-    let pair = |x: &str| if a_side { (id.to_string(), x.to_string()) } else { (x.to_string(), id.to_string()) };
+    let pair = |x: &str| {
+        if a_side {
+            (id.to_string(), x.to_string())
+        } else {
+            (x.to_string(), id.to_string())
+        }
+    };
     match (&req.method, is_ref, &nav.key) {
         (&Method::GET, _, None) => {
             ctx.caller.check(def, READ)?;
@@ -142,7 +172,12 @@ fn many_to_many(
                     if is_ref {
                         value.push(json!({"@odata.id": entity_url(ctx, &other_def, &oid)}));
                     } else {
-                        value.push(Value::Object(records::project(&other_def, &row, select.as_deref(), &Default::default())));
+                        value.push(Value::Object(records::project(
+                            &other_def,
+                            &row,
+                            select.as_deref(),
+                            &Default::default(),
+                        )));
                     }
                 }
             }
@@ -151,7 +186,10 @@ fn many_to_many(
             } else {
                 format!("{}$metadata#{}", ctx.base, other_def.set_name)
             };
-            Ok(Reply::json(StatusCode::OK, json!({"@odata.context": context, "value": value})))
+            Ok(Reply::json(
+                StatusCode::OK,
+                json!({"@odata.context": context, "value": value}),
+            ))
         }
         (&Method::POST, true, None) => {
             check_assoc_rights(ctx, def, &other_def)?;
@@ -160,7 +198,12 @@ fn many_to_many(
                 .and_then(Value::as_str)
                 .map(str::to_string)
                 .ok_or_else(|| ApiError::bad_request("The '@odata.id' property is required."))?;
-            let wctx = WriteCtx { conn: ctx.conn, schema: &ctx.schema, caller: &ctx.caller, content_ids: &ctx.content_ids };
+            let wctx = WriteCtx {
+                conn: ctx.conn,
+                schema: &ctx.schema,
+                caller: &ctx.caller,
+                content_ids: &ctx.content_ids,
+            };
             let (target_def, target) = resolve_reference(&wctx, &reference)?;
             if target_def.logical_name != other_def.logical_name {
                 return Err(ApiError::bad_request(format!(
@@ -187,8 +230,17 @@ fn many_to_many(
                         .into_iter()
                         .find(|(k, _)| k == "$id")
                         .map(|(_, v)| v)
-                        .ok_or_else(|| ApiError::bad_request("The $id query option is required to remove a link."))?;
-                    let wctx = WriteCtx { conn: ctx.conn, schema: &ctx.schema, caller: &ctx.caller, content_ids: &ctx.content_ids };
+                        .ok_or_else(|| {
+                            ApiError::bad_request(
+                                "The $id query option is required to remove a link.",
+                            )
+                        })?;
+                    let wctx = WriteCtx {
+                        conn: ctx.conn,
+                        schema: &ctx.schema,
+                        caller: &ctx.caller,
+                        content_ids: &ctx.content_ids,
+                    };
                     resolve_reference(&wctx, &reference)?.1
                 }
             };
