@@ -2,7 +2,10 @@
 
 mod bench;
 mod cli_config;
+mod cli_errors;
 mod cli_setup;
+mod cli_status;
+mod cli_sync;
 mod cli_validate;
 mod emulate;
 mod http;
@@ -20,6 +23,18 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// More log detail on stderr (-v debug, -vv trace); `RUST_LOG` overrides.
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -39,6 +54,16 @@ enum Command {
     Setup(cli_setup::SetupArgs),
     /// Check the whole setup; exit 0 all pass, 1 any fails, 2 could not run.
     Validate(cli_validate::ValidateArgs),
+    /// One sync cycle (`--once`), or its plan (`--dry-run`); exit 0 when the cycle completed.
+    Sync(cli_sync::SyncArgs),
+    /// Continuous sync until SIGINT/SIGTERM.
+    Run(cli_sync::RunArgs),
+    /// Per-entity sync state, last cycles, backlog and dead letters.
+    Status(cli_status::StatusArgs),
+    /// Records that failed to sync: list, show, retry, export.
+    Errors(cli_errors::ErrorsArgs),
+    /// Create a Marketo person in Dynamics if missing ("Sync Person to Microsoft"); no-op if present.
+    PushPerson(cli_sync::PushPersonArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -50,13 +75,20 @@ enum BenchTarget {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr so stdout stays machine-readable (`emulate --print-json`).
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("warn,mdsync=info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let default_filter = match cli.verbose {
+        0 => "warn,mdsync=info,mdsync_engine=info",
+        1 => "info,mdsync=debug,mdsync_engine=debug",
+        _ => "debug,mdsync=trace,mdsync_engine=trace",
+    };
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -74,6 +106,11 @@ fn main() -> std::process::ExitCode {
             Command::Config(args) => cli_config::run(args).await,
             Command::Setup(args) => cli_setup::run(args).await,
             Command::Validate(args) => cli_validate::run(args).await,
+            Command::Sync(args) => cli_sync::sync(args).await,
+            Command::Run(args) => cli_sync::run(args).await,
+            Command::Status(args) => cli_status::run(args).await,
+            Command::Errors(args) => cli_errors::run(args).await,
+            Command::PushPerson(args) => cli_sync::push_person(args).await,
             Command::Bench {
                 target: BenchTarget::Emulator(args),
             } => bench::run(args).await,
