@@ -28,6 +28,7 @@ pub fn routes(shared: Arc<Shared>) -> Router<Arc<Shared>> {
         .route("/_emulator/publishes", get(publishes))
         .route("/_emulator/users/{id}/language", put(set_language))
         .route("/_emulator/steps/{id}/state", put(set_step_state))
+        .route("/_emulator/panic", post(panic_now))
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Response> {
@@ -46,6 +47,7 @@ where
 {
     tokio::task::spawn_blocking(move || {
         let conn = shared.store().conn.lock();
+        crate::server::recover_connection(&conn);
         match f(&shared, &conn) {
             Ok(r) | Err(r) => r,
         }
@@ -308,4 +310,9 @@ async fn set_step_state(
         admin_patch(sh, conn, "sdkmessageprocessingstep", &id, m)
     })
     .await
+}
+
+/// Deliberately panics, to prove a handler panic answers 500 and leaves the server running.
+async fn panic_now() -> Response {
+    panic!("deliberate panic requested through /_emulator/panic")
 }

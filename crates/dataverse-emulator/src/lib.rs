@@ -26,6 +26,8 @@
 //! - `PUT /_emulator/steps/{id}/state` `{"statecode":1}`: enables/disables a Marketo SDK step (also
 //!   possible through `PATCH sdkmessageprocessingsteps(<id>)` as an admin).
 //! - `GET /_emulator/publishes`: how many times `PublishAllXml` ran, and by whom.
+//! - `POST /_emulator/panic`: deliberately panics inside a handler (500 in the Dataverse error shape;
+//!   the server keeps serving).
 //! - `/_emulator/faults`, `/_emulator/counters`: fault injection and per-route request counters (kit).
 
 mod admin;

@@ -346,8 +346,18 @@ async fn protect(
     resp
 }
 
+/// A handler that panicked mid-write leaves its transaction open; roll it back so later requests
+/// are not silently nested inside it.
+pub fn recover_connection(conn: &rusqlite::Connection) {
+    if !conn.is_autocommit() {
+        tracing::warn!("Rolling back a transaction left open by a failed request");
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+}
+
 fn run(shared: &Shared, claims: &Value, req: Req, base: String) -> Response {
     let conn = shared.store().conn.lock();
+    recover_connection(&conn);
     let caller = match resolve_caller(shared, &conn, claims, &req.headers) {
         Ok(c) => c,
         Err(e) => return e.into_response(),

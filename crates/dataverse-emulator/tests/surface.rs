@@ -267,3 +267,22 @@ async fn faults_counters_reset_and_apps() {
     assert_eq!(r.status(), 404);
     env.running.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn handler_panic_answers_500_and_server_survives() {
+    let env = start().await;
+    let r = env
+        .http
+        .post(format!("{}/_emulator/panic", env.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["code"].as_str().unwrap().starts_with("0x"));
+    let r = env
+        .call(Method::GET, "WhoAmI", &env.admin_token, None, &[])
+        .await;
+    assert_eq!(r.status(), 200);
+    env.running.shutdown().await.unwrap();
+}

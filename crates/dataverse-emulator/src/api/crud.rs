@@ -258,8 +258,7 @@ fn created_reply(
         ));
         return Ok(Reply::json(status_created, Value::Object(out))
             .header("Preference-Applied", "return=representation")
-            .header("ETag", etag(row))
-            .header("OData-EntityId", url));
+            .header("ETag", etag(row)));
     }
     Ok(Reply::no_content().header("OData-EntityId", url))
 }
