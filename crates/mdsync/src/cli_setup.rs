@@ -78,19 +78,23 @@ fn print_event(event: &Event) {
 }
 
 fn finish(outcome: &Outcome) -> ! {
-    let code = if outcome.ok() {
-        println!(
-            "{}",
-            if outcome.all_already_done() {
-                "nothing to do: every step was already done"
-            } else {
-                "ok"
-            }
-        );
-        0
-    } else {
+    let planned = outcome
+        .steps
+        .iter()
+        .filter(|s| matches!(s.status, mdsync_setup::StepStatus::WouldDo(_)))
+        .count();
+    let code = if !outcome.ok() {
         println!("setup incomplete: fix the failed step and re-run (completed steps are kept)");
         1
+    } else if planned > 0 {
+        println!("dry run: {planned} step(s) would change the org; run without --dry-run to apply");
+        0
+    } else if outcome.all_already_done() {
+        println!("nothing to do: every step was already done");
+        0
+    } else {
+        println!("ok");
+        0
     };
     let _ = std::io::stdout().flush();
     std::process::exit(code)
