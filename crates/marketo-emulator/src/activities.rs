@@ -20,7 +20,13 @@ pub const MERGE_LEADS: i64 = 32;
 pub const DELETE_LEAD: i64 = 37;
 
 /// Who made a change; API writes carry the API user's attributes.
-pub enum Actor<'a> {
+pub struct Actor<'a> {
+    kind: ActorKind<'a>,
+    /// The Change Data Value attributes are the same for every change of one request: serialised once.
+    change_attributes: std::cell::OnceCell<String>,
+}
+
+enum ActorKind<'a> {
     Api {
         method: &'static str,
         user: &'a str,
@@ -29,34 +35,69 @@ pub enum Actor<'a> {
     Marketer,
 }
 
-impl Actor<'_> {
+impl<'a> Actor<'a> {
+    /// An API call by `user` (its email) through `method` (e.g. `syncLead`).
+    pub fn api(method: &'static str, user: &'a str, request_id: &'a str) -> Self {
+        Self {
+            kind: ActorKind::Api {
+                method,
+                user,
+                request_id,
+            },
+            change_attributes: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// A marketer working in the Marketo UI / a smart campaign flow step.
+    pub fn marketer() -> Self {
+        Self {
+            kind: ActorKind::Marketer,
+            change_attributes: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn is_api(&self) -> bool {
+        matches!(self.kind, ActorKind::Api { .. })
+    }
+
     fn source(&self) -> &'static str {
-        match self {
-            Actor::Api { .. } => "Web service API",
-            Actor::Marketer => "Marketo Flow Action",
+        if self.is_api() {
+            "Web service API"
+        } else {
+            "Marketo Flow Action"
         }
     }
 
     fn reason(&self) -> &'static str {
-        match self {
-            Actor::Api { .. } => "Web service API",
-            Actor::Marketer => {
-                "Changed by Smart Campaign Marketer Edits.Update Person action Change Data Value"
-            }
+        if self.is_api() {
+            "Web service API"
+        } else {
+            "Changed by Smart Campaign Marketer Edits.Update Person action Change Data Value"
         }
     }
 
     fn api_attributes(&self, out: &mut Vec<Value>) {
-        if let Actor::Api {
+        if let ActorKind::Api {
             method,
             user,
             request_id,
-        } = self
+        } = self.kind
         {
             out.push(json!({"name": "Api Method Name", "value": method}));
             out.push(json!({"name": "Modifying User", "value": user}));
             out.push(json!({"name": "Request Id", "value": request_id}));
         }
+    }
+
+    fn change_attributes(&self) -> &str {
+        self.change_attributes.get_or_init(|| {
+            let mut attrs = vec![
+                json!({"name": "Reason", "value": self.reason()}),
+                json!({"name": "Source", "value": self.source()}),
+            ];
+            self.api_attributes(&mut attrs);
+            Value::Array(attrs).to_string()
+        })
     }
 }
 
@@ -69,7 +110,7 @@ fn insert(
     pav_id: Option<i64>,
     pav: Option<&str>,
     fields: Option<&Value>,
-    attributes: &[Value],
+    attributes: &str,
 ) -> Result<(), StoreError> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO activities(lead_id, activity_at, type_id, pav_id, pav, fields, attributes)
@@ -77,13 +118,7 @@ fn insert(
     )?;
     let fields = fields.map(serde_json::to_string).transpose()?;
     stmt.execute(params![
-        lead_id,
-        at,
-        type_id,
-        pav_id,
-        pav,
-        fields,
-        serde_json::to_string(attributes)?
+        lead_id, at, type_id, pav_id, pav, fields, attributes
     ])?;
     Ok(())
 }
@@ -105,7 +140,7 @@ pub fn log_new_lead(
 ) -> Result<(), StoreError> {
     let mut attrs = vec![
         json!({"name": "Created Date", "value": crate::time::format(at)[..10].to_string()}),
-        json!({"name": "Source Type", "value": match actor { Actor::Api { .. } => "Web service API", Actor::Marketer => "New lead" }}),
+        json!({"name": "Source Type", "value": if actor.is_api() { "Web service API" } else { "New lead" }}),
     ];
     actor.api_attributes(&mut attrs);
     insert(
@@ -116,7 +151,7 @@ pub fn log_new_lead(
         Some(lead.id),
         Some(&lead.display_name()),
         None,
-        &attrs,
+        &Value::Array(attrs).to_string(),
     )
 }
 
@@ -130,11 +165,6 @@ pub fn log_change(
     actor: &Actor<'_>,
 ) -> Result<(), StoreError> {
     let fields = json!([{"id": def.id, "name": def.name, "newValue": as_text(new), "oldValue": as_text(old)}]);
-    let mut attrs = vec![
-        json!({"name": "Reason", "value": actor.reason()}),
-        json!({"name": "Source", "value": actor.source()}),
-    ];
-    actor.api_attributes(&mut attrs);
     insert(
         conn,
         lead_id,
@@ -143,7 +173,7 @@ pub fn log_change(
         Some(def.id),
         Some(&def.display_name),
         Some(&fields),
-        &attrs,
+        actor.change_attributes(),
     )
 }
 
@@ -163,7 +193,7 @@ pub fn log_delete(
         Some(lead.id),
         Some(&lead.display_name()),
         None,
-        &attrs,
+        &Value::Array(attrs).to_string(),
     )
 }
 
@@ -189,7 +219,7 @@ pub fn log_merge(
         Some(winner.id),
         Some(&winner.display_name()),
         None,
-        &attrs,
+        &Value::Array(attrs).to_string(),
     )
 }
 

@@ -104,7 +104,7 @@ async fn marketer_edit(State(state): State<AppRef>, body: Bytes) -> Response {
             Err(err) => return internal(err),
         };
         let now = crate::time::now();
-        let actor = Actor::Marketer;
+        let actor = Actor::marketer();
         let validate = |fields: Option<&Value>| -> Result<Map<String, Value>, Box<Response>> {
             let Some(Value::Object(fields)) = fields else {
                 return Err(Box::new(bad(

@@ -28,11 +28,7 @@ fn batch_size(ctx: &Ctx) -> Result<i64, ApiError> {
 }
 
 fn api_actor<'a>(ctx: &'a Ctx, method: &'static str) -> Actor<'a> {
-    Actor::Api {
-        method,
-        user: &ctx.user.email,
-        request_id: &ctx.request_id,
-    }
+    Actor::api(method, &ctx.user.email, &ctx.request_id)
 }
 
 /// `GET /rest/v1/leads.json?filterType=&filterValues=`.
