@@ -636,7 +636,24 @@ async fn fields_check(client: Option<&mdsync_marketo_client::Client>) -> Check {
                 .collect();
             if problems.is_empty() {
                 let names: Vec<&str> = states.iter().map(|(s, _)| s.name).collect();
-                pass(MARKETO_FIELDS, format!("{} exist", names.join(", ")))
+                // Informational: whether Marketo lets `msftId` be a `filterType` (lookups by Dynamics id).
+                let searchable = match client.describe_leads2().await {
+                    Ok(d)
+                        if d.searchable_fields
+                            .iter()
+                            .any(|k| k.len() == 1 && k[0] == "msftId") =>
+                    {
+                        "msftId is searchable"
+                    }
+                    Ok(_) => {
+                        "msftId is not searchable: it cannot be a filterType for lookups by Dynamics id"
+                    }
+                    Err(_) => "searchability of msftId unknown",
+                };
+                pass(
+                    MARKETO_FIELDS,
+                    format!("{} exist; {searchable}", names.join(", ")),
+                )
             } else {
                 fail(MARKETO_FIELDS, problems.join("; "), fix)
             }

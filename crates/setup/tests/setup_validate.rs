@@ -253,6 +253,8 @@ async fn fresh_org_fails_the_expected_checks_setup_fixes_them_and_a_rerun_change
     assert!(good.ok, "{good:#?}");
     assert_eq!(good.checks.len(), 12);
     assert!(good.checks.iter().all(|c| c.fix.is_empty()));
+    let fields = good.check(validate::MARKETO_FIELDS).expect("fields");
+    assert!(fields.found.contains("msftId is searchable"), "{fields:?}");
 
     // The second run: every step already done, nothing written, nothing published.
     env.reset_counters().await;
