@@ -1,190 +1,16 @@
-//! `mdsync validate`: the seven checks of Marketo's "Validate Sync Setup" plus mdsync's own, all run every
-//! time (never stopping at the first failure), each with what was found and a specific fix.
-//!
-//! The checks read the org with the administrator app when `[dynamics.admin]` is configured (so one broken
-//! piece fails only its own check), otherwise as the sync app, like Marketo's validator does.
-//! The identity behind the credentials is `WhoAmI`; when Dataverse refuses `WhoAmI` (user disabled, wrong
-//! secret) it is the application user bound to `dynamics.client_id`, which is how Dataverse maps an app
-//! token to a user.
+//! The Dynamics side of validation: the org, the sync user, the Marketo solution and the sync filter.
 
 use std::time::Duration;
 
 use mdsync_config::Config;
-use mdsync_dataverse_client::{Client, DataverseError, ErrorKind, QueryOptions, WhoAmI};
-use serde::Serialize;
+use mdsync_dataverse_client::{Client, ErrorKind, QueryOptions, WhoAmI};
 use uuid::Uuid;
 
-use crate::marketo_fields::{self, FieldState};
+use super::*;
 use crate::org::{self, ENGLISH, ROLE_ONLY_SYNC_USER_FROM, SYNC_ROLE, User};
 use crate::sync_filter::{FilterColumn, filter_column};
 
-/// The column of Marketo's custom sync filter.
-pub const FILTER_FIELD: &str = "new_synctomkto";
-
-pub const ORG_URL: &str = "dynamics_org_url";
-pub const CREDENTIALS: &str = "dynamics_credentials";
-pub const ROLE: &str = "sync_user_role";
-pub const SOLUTION: &str = "marketo_solution";
-pub const STEPS: &str = "solution_steps";
-pub const MARKETO_USER_SET: &str = "marketo_user_set";
-pub const MARKETO_USER_MATCHES: &str = "marketo_user_is_credentials";
-pub const USER_ENABLED: &str = "sync_user_enabled";
-pub const USER_LANGUAGE: &str = "sync_user_language";
-pub const MARKETO_CREDENTIALS: &str = "marketo_credentials";
-pub const MARKETO_FIELDS: &str = "marketo_fields";
-pub const FILTER: &str = "sync_filter_field";
-
-/// One check: `fix` is empty when it passed.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-pub struct Check {
-    pub name: String,
-    pub ok: bool,
-    pub found: String,
-    pub fix: String,
-}
-
-/// Every check, in order; `ok` only when all passed.
-#[derive(Clone, Debug, Serialize)]
-pub struct Report {
-    pub ok: bool,
-    pub checks: Vec<Check>,
-}
-
-impl Report {
-    pub fn check(&self, name: &str) -> Option<&Check> {
-        self.checks.iter().find(|c| c.name == name)
-    }
-
-    /// Names of the failed checks.
-    pub fn failed(&self) -> Vec<&str> {
-        self.checks
-            .iter()
-            .filter(|c| !c.ok)
-            .map(|c| c.name.as_str())
-            .collect()
-    }
-}
-
-fn pass(name: &str, found: impl Into<String>) -> Check {
-    Check {
-        name: name.into(),
-        ok: true,
-        found: found.into(),
-        fix: String::new(),
-    }
-}
-
-fn fail(name: &str, found: impl Into<String>, fix: impl Into<String>) -> Check {
-    Check {
-        name: name.into(),
-        ok: false,
-        found: found.into(),
-        fix: fix.into(),
-    }
-}
-
-const RUN_SYNC_USER: &str = "run `mdsync setup sync-user`";
-
-/// Runs every check against the services named by `config`.
-pub async fn validate(config: &Config) -> Report {
-    let mut checks = vec![org_url(&config.dynamics.url).await];
-
-    // Credentials of the sync app and the identity Dataverse gives them.
-    let sync = Client::new(config.dynamics.client_config());
-    let (credentials, whoami): (Check, Result<WhoAmI, String>) = match &sync {
-        Err(e) => (
-            fail(
-                CREDENTIALS,
-                format!("cannot build the client: {e}"),
-                "fix [dynamics] in the config",
-            ),
-            Err(e.to_string()),
-        ),
-        Ok(client) => match client.authenticate().await {
-            Err(e) => (
-                fail(
-                    CREDENTIALS,
-                    format!("the token endpoint refused the sync app: {}", e.message()),
-                    "check dynamics.tenant_id, dynamics.client_id and dynamics.client_secret (or the variable named by \
-                     client_secret_env); create a new client secret for the app in Entra ID if it expired",
-                ),
-                Err(format!(
-                    "the Dynamics credentials were rejected ({})",
-                    e.message()
-                )),
-            ),
-            Ok(()) => (
-                pass(
-                    CREDENTIALS,
-                    format!(
-                        "token issued to client id {} by {}",
-                        config.dynamics.client_id, config.dynamics.authority
-                    ),
-                ),
-                client.whoami().await.map_err(|e| describe(&e)),
-            ),
-        },
-    };
-    checks.push(credentials);
-
-    // The client that inspects the org: admin when configured, else the sync app.
-    let admin = config.dynamics.admin_client_config().map(Client::new);
-    let inspector: Result<Client, String> = match (admin, &sync) {
-        (Some(Ok(a)), _) => match a.authenticate().await {
-            Ok(()) => Ok(a),
-            Err(e) => Err(format!(
-                "the [dynamics.admin] credentials were rejected ({})",
-                e.message()
-            )),
-        },
-        (Some(Err(e)), _) => Err(e.to_string()),
-        (None, Ok(s)) => Ok(s.clone()),
-        (None, Err(e)) => Err(e.to_string()),
-    };
-
-    let user = match &inspector {
-        Ok(i) => resolve_user(i, config, whoami.as_ref().ok()).await,
-        Err(e) => Err(e.clone()),
-    };
-    let solution = match &inspector {
-        Ok(i) => org::marketo_solution(i).await.map_err(|e| describe(&e)),
-        Err(e) => Err(e.clone()),
-    };
-
-    checks.push(role_check(&inspector, sync.as_ref().ok(), &user, &whoami, &solution).await);
-    checks.push(solution_check(&solution));
-    checks.push(steps_check(&inspector, &solution).await);
-    let marketo_user = match &inspector {
-        Ok(i) => org::default_config(i).await.map_err(|e| describe(&e)),
-        Err(e) => Err(e.clone()),
-    };
-    checks.push(marketo_user_set_check(&inspector, &marketo_user).await);
-    checks.push(identity_check(config, &user, &whoami, &marketo_user));
-    checks.push(enabled_check(&user));
-    checks.push(language_check(&inspector, &user).await);
-
-    let marketo = mdsync_marketo_client::Client::new(config.marketo_client_config());
-    let (mk_check, mk_ok) = marketo_check(&marketo, config.sync.marketo_daily_budget).await;
-    checks.push(mk_check);
-    checks.push(fields_check(marketo.as_ref().ok().filter(|_| mk_ok)).await);
-    checks.push(filter_check(&inspector, config).await);
-
-    Report {
-        ok: checks.iter().all(|c| c.ok),
-        checks,
-    }
-}
-
-/// The error's message with its code, for `found`.
-fn describe(e: &DataverseError) -> String {
-    match (e.status(), e.code()) {
-        (Some(s), Some(c)) => format!("{} (HTTP {s}, {c})", e.message()),
-        (Some(s), None) => format!("{} (HTTP {s})", e.message()),
-        _ => e.message().to_string(),
-    }
-}
-
-async fn org_url(url: &str) -> Check {
+pub(super) async fn org_url(url: &str) -> Check {
     let fix = "set dynamics.url to the org root, e.g. https://contoso.crm.dynamics.com (Settings > Customizations > \
                Developer Resources shows it), and check the network path to it";
     let http = match reqwest::Client::builder()
@@ -234,7 +60,7 @@ async fn org_url(url: &str) -> Check {
 }
 
 /// The sync user: `dynamics.sync_user` when set, else the `WhoAmI` user, else the app's application user.
-async fn resolve_user(
+pub(super) async fn resolve_user(
     inspector: &Client,
     config: &Config,
     whoami: Option<&WhoAmI>,
@@ -249,11 +75,11 @@ async fn resolve_user(
     found.map_err(|e| describe(&e))
 }
 
-fn no_user_found(config_hint: &str) -> String {
+pub(super) fn no_user_found(config_hint: &str) -> String {
     format!("no sync user: {config_hint}")
 }
 
-async fn role_check(
+pub(super) async fn role_check(
     inspector: &Result<Client, String>,
     sync: Option<&Client>,
     user: &Result<Option<User>, String>,
@@ -346,7 +172,7 @@ async fn role_check(
     )
 }
 
-fn solution_check(solution: &Result<Option<org::Solution>, String>) -> Check {
+pub(super) fn solution_check(solution: &Result<Option<org::Solution>, String>) -> Check {
     let fix = "install the Marketo Lead Management solution: Marketo Admin > CRM > Microsoft > Download Marketo Solution, \
                then import it in Dynamics (Settings > Solutions > Import, SDK option ticked) and publish; mdsync cannot install it";
     match solution {
@@ -360,7 +186,7 @@ fn solution_check(solution: &Result<Option<org::Solution>, String>) -> Check {
     }
 }
 
-async fn steps_check(
+pub(super) async fn steps_check(
     inspector: &Result<Client, String>,
     solution: &Result<Option<org::Solution>, String>,
 ) -> Check {
@@ -416,7 +242,7 @@ async fn steps_check(
     }
 }
 
-async fn marketo_user_set_check(
+pub(super) async fn marketo_user_set_check(
     inspector: &Result<Client, String>,
     config: &Result<Option<(Uuid, Option<Uuid>)>, String>,
 ) -> Check {
@@ -450,7 +276,7 @@ async fn marketo_user_set_check(
     }
 }
 
-fn identity_check(
+pub(super) fn identity_check(
     config: &Config,
     user: &Result<Option<User>, String>,
     whoami: &Result<WhoAmI, String>,
@@ -501,7 +327,7 @@ fn identity_check(
     }
 }
 
-fn enabled_check(user: &Result<Option<User>, String>) -> Check {
+pub(super) fn enabled_check(user: &Result<Option<User>, String>) -> Check {
     match user {
         Err(e) => fail(USER_ENABLED, format!("not checked: {e}"), RUN_SYNC_USER),
         Ok(None) => fail(
@@ -521,7 +347,7 @@ fn enabled_check(user: &Result<Option<User>, String>) -> Check {
     }
 }
 
-async fn language_check(
+pub(super) async fn language_check(
     inspector: &Result<Client, String>,
     user: &Result<Option<User>, String>,
 ) -> Check {
@@ -552,116 +378,7 @@ async fn language_check(
     }
 }
 
-async fn marketo_check(
-    client: &Result<mdsync_marketo_client::Client, mdsync_marketo_client::Error>,
-    budget: u64,
-) -> (Check, bool) {
-    let fix = "check marketo.url, marketo.client_id and marketo.client_secret (Marketo Admin > LaunchPoint > the custom \
-               service > View Details)";
-    let client = match client {
-        Err(e) => return (fail(MARKETO_CREDENTIALS, e.to_string(), fix), false),
-        Ok(c) => c,
-    };
-    if let Err(e) = client.authenticate().await {
-        return (fail(MARKETO_CREDENTIALS, e.to_string(), fix), false);
-    }
-    match client.usage().await {
-        Err(mdsync_marketo_client::Error::DailyQuota { message, .. }) => (
-            fail(
-                MARKETO_CREDENTIALS,
-                format!("credentials valid, but the daily API quota is spent (607: {message})"),
-                "wait for the quota reset at midnight US Central time, or ask Marketo support for a higher quota",
-            ),
-            true,
-        ),
-        Err(e) => (
-            fail(MARKETO_CREDENTIALS, format!("authenticated, but {e}"), fix),
-            true,
-        ),
-        Ok(days) => {
-            let used = days.first().map_or(0, |d| d.total);
-            if used >= budget {
-                (
-                    fail(
-                        MARKETO_CREDENTIALS,
-                        format!(
-                            "credentials valid; {used} calls used today, at or over sync.marketo_daily_budget = {budget}"
-                        ),
-                        "raise sync.marketo_daily_budget (the instance quota is shared) or wait for the daily reset",
-                    ),
-                    true,
-                )
-            } else {
-                (
-                    pass(
-                        MARKETO_CREDENTIALS,
-                        format!(
-                            "credentials valid; {used} calls used today, {} left of mdsync's budget {budget}",
-                            budget - used
-                        ),
-                    ),
-                    true,
-                )
-            }
-        }
-    }
-}
-
-async fn fields_check(client: Option<&mdsync_marketo_client::Client>) -> Check {
-    let fix =
-        "run `mdsync setup marketo` (creates msftId, msftType, msftIsDeleted, msftCreatedDate)";
-    let Some(client) = client else {
-        return fail(
-            MARKETO_FIELDS,
-            "not checked: the Marketo credentials were rejected",
-            "fix marketo_credentials first, then run `mdsync setup marketo`",
-        );
-    };
-    match marketo_fields::field_states(client).await {
-        Err(e) => fail(
-            MARKETO_FIELDS,
-            format!("cannot read the lead schema: {e}"),
-            fix,
-        ),
-        Ok(states) => {
-            let problems: Vec<String> = states
-                .iter()
-                .filter_map(|(spec, state)| match state {
-                    FieldState::Present => None,
-                    FieldState::Missing => Some(format!("{} missing", spec.name)),
-                    FieldState::WrongType(t) => {
-                        Some(format!("{} is {t}, expected {}", spec.name, spec.data_type))
-                    }
-                })
-                .collect();
-            if problems.is_empty() {
-                let names: Vec<&str> = states.iter().map(|(s, _)| s.name).collect();
-                // Informational: whether Marketo lets `msftId` be a `filterType` (lookups by Dynamics id).
-                let searchable = match client.describe_leads2().await {
-                    Ok(d)
-                        if d.searchable_fields
-                            .iter()
-                            .any(|k| k.len() == 1 && k[0] == "msftId") =>
-                    {
-                        "msftId is searchable"
-                    }
-                    Ok(_) => {
-                        "msftId is not searchable: it cannot be a filterType for lookups by Dynamics id"
-                    }
-                    Err(_) => "searchability of msftId unknown",
-                };
-                pass(
-                    MARKETO_FIELDS,
-                    format!("{} exist; {searchable}", names.join(", ")),
-                )
-            } else {
-                fail(MARKETO_FIELDS, problems.join("; "), fix)
-            }
-        }
-    }
-}
-
-async fn filter_check(inspector: &Result<Client, String>, config: &Config) -> Check {
+pub(super) async fn filter_check(inspector: &Result<Client, String>, config: &Config) -> Check {
     let Some(field) = &config.sync.filter_field else {
         return pass(
             FILTER,
