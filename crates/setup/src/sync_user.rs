@@ -177,7 +177,7 @@ async fn ensure_user(
         );
         if !options.force {
             return Err(StepStatus::Failed(format!(
-                "refused: {why}. Use a dedicated user (or an application user), or pass --force to accept this one anyway"
+                "refused: {why}. Use a dedicated user (or an application user), or, if this account was created only for the sync (a licensed dedicated user, as the seed page describes), pass --force"
             )));
         }
         out.note(sink, format!("--force: using it anyway although {why}"));
