@@ -154,6 +154,63 @@ pub fn parse_with_env(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
+    resolve_config(path, text, env).map_err(|e| with_position(e, text))
+}
+
+/// Adds the line of the offending key to a value error (the deserializer's own errors carry spans).
+fn with_position(e: ConfigError, text: &str) -> ConfigError {
+    match e {
+        ConfigError::Invalid {
+            path,
+            key,
+            line: None,
+            column: None,
+            message,
+        } if !key.is_empty() => {
+            let (line, column) = locate_key(text, &key).unzip();
+            ConfigError::Invalid {
+                path,
+                key,
+                line,
+                column,
+                message,
+            }
+        }
+        other => other,
+    }
+}
+
+/// Line and column of `table.key = ...` in simple TOML (table headers plus `key = value` lines).
+fn locate_key(text: &str, dotted: &str) -> Option<(usize, usize)> {
+    let (table, key) = dotted.rsplit_once('.').unwrap_or(("", dotted));
+    let mut current = String::new();
+    for (n, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if let Some(header) = trimmed.strip_prefix('[') {
+            current = header
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            continue;
+        }
+        if current == table
+            && let Some(rest) = trimmed.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            return Some((n + 1, line.len() - trimmed.len() + 1));
+        }
+    }
+    None
+}
+
+fn resolve_config(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
     let raw = deserialize(path, text)?;
     let d = raw.dynamics;
     let dynamics_url = org_url(path, "dynamics.url", &d.url, true)?;

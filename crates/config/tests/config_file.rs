@@ -130,6 +130,11 @@ fn urls_are_checked() {
     ));
     assert_eq!(e.key(), Some("dynamics.url"));
     assert!(e.to_string().contains("org root"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("/etc/mdsync/mdsync.toml:3:1: key `dynamics.url`"),
+        "value errors carry the key's line too: {e}"
+    );
     let e = invalid(&GOOD.replace("https://123-ABC-456.mktorest.com", "123-ABC-456"));
     assert_eq!(e.key(), Some("marketo.url"));
 }
