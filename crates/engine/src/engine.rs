@@ -319,8 +319,7 @@ impl Engine {
             return Ok(());
         }
         let total = rest.len().div_ceil(chunk);
-        let mut chunks = rest.chunks(chunk).enumerate().peekable();
-        while let Some((i, part)) = chunks.next() {
+        for (i, part) in rest.chunks(chunk).enumerate() {
             let last = i + 1 == total;
             self.process(
                 d,
