@@ -15,6 +15,22 @@
 //! - Limits (on by default, see [`Config`]): 100 calls / 20 s (606), 10 concurrent (615), 50,000 calls a
 //!   day (607); identity calls and 601/602 answers are free. `GET /rest/v1/stats/usage.json` reports usage.
 //!
+//! # Endpoints
+//! - Identity: `GET|POST /identity/oauth/token` (query or form parameters; 401 `invalid_client`).
+//! - Leads: `GET|POST|DELETE /rest/v1/leads.json` (query / sync / delete), `GET /rest/v1/lead/{id}.json`,
+//!   `POST /rest/v1/leads/delete.json`, `GET /rest/v1/leads/describe.json`, `.../describe2.json`,
+//!   `GET|POST /rest/v1/leads/schema/fields.json`, `GET|POST /rest/v1/leads/schema/fields/{name}.json`,
+//!   `GET|POST /rest/v1/leads/partitions.json`, `POST /rest/v1/leads/{id}/merge.json`.
+//! - Activities: `GET /rest/v1/activities/types.json`, `.../pagingtoken.json`, `/rest/v1/activities.json`,
+//!   `.../leadchanges.json`, `.../deletedleads.json`. Every API create logs New Lead (12), every changed
+//!   field one Change Data Value (13), every delete Delete Lead (37), merges Merge Leads (32); API writes
+//!   carry `Api Method Name`, `Modifying User` (the API user's email) and `Request Id`.
+//! - Companies, opportunities, roles: `GET|POST /rest/v1/{companies|opportunities|opportunities/roles}.json`,
+//!   `.../describe.json`, `.../delete.json` (compound-key role queries via `POST ...?_method=GET` + JSON).
+//! - Bulk extract: `/bulk/v1/{leads|activities}/export/create.json`, `.../{exportId}/enqueue.json`,
+//!   `status.json`, `file.json` (`Range` → 206), `cancel.json`, and `/bulk/v1/{t}/export.json`.
+//! - Usage: `GET /rest/v1/stats/usage.json`, `.../usage/last7days.json` (`stats/errors*.json` answer `[]`).
+//!
 //! # Test surface (`/_emulator/...`, JSON; bad bodies get 400 `{"error":{"code","message"}}`)
 //! - `POST /_emulator/reset`: deletes every lead, activity, company, opportunity, role and export job;
 //!   custom fields, partitions and API users stay.

@@ -10,6 +10,7 @@ use axum::response::Response;
 use http::{HeaderMap, Method, StatusCode, header};
 use mdsync_emulator_kit::{FaultRegistry, RequestCounters};
 use serde_json::Value;
+use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
 
 use crate::envelope::{self, ApiError, ApiResult};
 use crate::identity::{self, ApiUser};
@@ -85,9 +86,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.faults.clone(),
             state.counters.clone(),
         ));
+    // Like the real service: gzip for bodies of 1 KB or more, never for bulk files (text/*).
+    let gzip = tower_http::compression::CompressionLayer::new()
+        .gzip(true)
+        .quality(tower_http::CompressionLevel::Fastest)
+        .compress_when(SizeAbove::new(1024).and(NotForContentType::const_new("text/")));
     app.layer(mdsync_emulator_kit::catch_panic_layer(
         envelope::panic_response,
     ))
+    .layer(gzip)
     .layer(mdsync_emulator_kit::fault_layer(state.faults.clone()))
     .layer(from_fn_with_state(state, gate))
 }

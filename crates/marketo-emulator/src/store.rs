@@ -76,8 +76,10 @@ impl Store {
         // Every hot statement stays prepared (the default cache of 16 would thrash on the sync path).
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // Sync batches dirty pages all over the lead table; checkpointing (and fsyncing) every 1000 pages
-        // made writes wait on the disk. Checkpoint less often; shutdown still checkpoints everything.
-        conn.execute_batch("PRAGMA wal_autocheckpoint = 16384;")?;
+        // made writes wait on the disk. Checkpoint less often and never fsync: an emulator's store must
+        // survive a process crash (WAL does that without fsync) and a clean shutdown (which checkpoints),
+        // not a power loss.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 16384; PRAGMA synchronous = OFF;")?;
         conn.execute_batch(SCHEMA)?;
         let path = conn
             .path()

@@ -125,6 +125,18 @@ async fn lead_export_lifecycle_file_ranges_and_checksum() {
     );
     assert!(rows[2].ends_with("Zoë"));
 
+    // Bulk files are never gzipped.
+    let raw = reqwest::Client::builder().no_gzip().build().unwrap();
+    let plain = raw
+        .get(emu.url(&format!("/bulk/v1/leads/export/{id}/file.json")))
+        .bearer_auth(&emu.token)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert_eq!(plain.bytes().await.unwrap(), text.as_bytes());
+
     // Range requests: 206 with Content-Range; tap-marketo's bytes=0-0 probe.
     let partial = emu
         .http

@@ -319,3 +319,35 @@ async fn state_dir_keeps_credentials_and_data_across_restarts() {
     assert_eq!(body["result"][0]["firstName"], "Keep");
     again.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn bodies_of_1kb_or_more_are_gzipped_on_request() {
+    let emu = start(quiet_config()).await;
+    let raw = reqwest::Client::builder().no_gzip().build().unwrap();
+    let big = raw
+        .get(emu.url("/rest/v1/leads/describe.json"))
+        .bearer_auth(&emu.token)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.headers()["content-encoding"], "gzip");
+    let small = raw
+        .get(emu.url("/rest/v1/leads/partitions.json"))
+        .bearer_auth(&emu.token)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert!(small.headers().get("content-encoding").is_none());
+    let plain = raw
+        .get(emu.url("/rest/v1/leads/describe.json"))
+        .bearer_auth(&emu.token)
+        .send()
+        .await
+        .unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    let body: Value = plain.json().await.unwrap();
+    assert_eq!(body["success"], true);
+    emu.shutdown().await;
+}
