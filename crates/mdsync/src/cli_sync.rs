@@ -345,3 +345,423 @@ pub async fn push_person(args: PushPersonArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `mdsync bench sync`: initial-load throughput, Marketo calls per 1000 records, peak RSS, and the
+/// propagation latency of single edits in continuous mode, against emulators with limits off.
+pub mod bench {
+    use std::path::PathBuf;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    use anyhow::{Context, bail};
+    use clap::Args;
+    use mdsync_engine::{CycleOptions, Engine};
+    use serde::Serialize;
+    use serde_json::{Value, json};
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use tokio::process::{Child, Command};
+
+    #[derive(Args, Debug)]
+    pub struct BenchSyncArgs {
+        /// CRM leads to load; repeat to compare sizes (e.g. --records 100000 --records 1000000).
+        #[arg(long, default_values_t = [100_000u64])]
+        pub records: Vec<u64>,
+        /// Single edits timed per direction in continuous mode.
+        #[arg(long, default_value_t = 20)]
+        pub samples: usize,
+        /// Dataverse poll interval of continuous mode, in ms (the engine default is 1000).
+        #[arg(long, default_value_t = 1000)]
+        pub poll_ms: u64,
+        /// Marketo calls per day mdsync may spend (sets the Marketo poll interval).
+        #[arg(long, default_value_t = 50_000)]
+        pub marketo_daily_budget: u64,
+        /// Where to write the JSON results.
+        #[arg(long, default_value = "bench-results/sync.json")]
+        pub json: PathBuf,
+    }
+
+    #[derive(Serialize, Debug, Default)]
+    struct Run {
+        records: u64,
+        load_seconds: f64,
+        records_per_second: f64,
+        marketo_writes: u64,
+        marketo_calls: u64,
+        marketo_calls_per_1000: f64,
+        peak_rss_mb: f64,
+        d2m_p50_ms: Option<f64>,
+        d2m_p99_ms: Option<f64>,
+        m2d_p50_ms: Option<f64>,
+        m2d_p99_ms: Option<f64>,
+        marketo_poll_interval_s: f64,
+        poll_interval_s: f64,
+        notes: Vec<String>,
+    }
+
+    fn peak_rss_mb() -> f64 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+            .map(|kb| kb / 1024.0)
+            .unwrap_or(0.0)
+    }
+
+    fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+        if sorted.is_empty() {
+            return None;
+        }
+        let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+        sorted.get(rank.min(sorted.len() - 1)).copied()
+    }
+
+    struct Emulators {
+        child: Child,
+        json: Value,
+        dir: PathBuf,
+    }
+
+    impl Drop for Emulators {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    async fn emulators() -> anyhow::Result<Emulators> {
+        let exe = std::env::current_exe().context("locating the mdsync executable")?;
+        let dir = std::env::temp_dir().join(format!("mdsync-bench-sync-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).context("temp dir")?;
+        let mut child = Command::new(exe)
+            .args(["emulate", "--no-limits", "--print-json", "--state"])
+            .arg(dir.join("emulators"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the emulators")?;
+        let stdout = child.stdout.take().context("emulator stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .context("the emulators did not start within 60 s")??
+            .context("the emulators exited")?;
+        let json: Value = serde_json::from_str(&line).context("emulator description")?;
+        Ok(Emulators { child, json, dir })
+    }
+
+    async fn mdsync(args: &[&str]) -> anyhow::Result<()> {
+        let exe = std::env::current_exe().context("locating the mdsync executable")?;
+        let out = Command::new(exe)
+            .args(args)
+            .env("RUST_LOG", "error")
+            .output()
+            .await?;
+        if !out.status.success() {
+            bail!(
+                "mdsync {args:?} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    async fn post(http: &reqwest::Client, url: String, body: Value) -> anyhow::Result<Value> {
+        let r = http.post(&url).json(&body).send().await?;
+        let status = r.status();
+        let text = r.text().await?;
+        if !status.is_success() {
+            bail!("{url}: {status} {text}");
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn one(args: &BenchSyncArgs, records: u64) -> anyhow::Result<Run> {
+        let mut emu = emulators().await?;
+        let dv_url = emu.json["dataverse"]["url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let api_url = emu.json["dataverse"]["api_url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let mk_url = emu.json["marketo"]["url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let described = emu.dir.join("emulators.json");
+        std::fs::write(&described, emu.json.to_string())?;
+        let config = emu.dir.join("mdsync.toml");
+        let state = emu.dir.join("state.sqlite3");
+        let config_s = config.display().to_string();
+        mdsync(&[
+            "config",
+            "init",
+            "--config",
+            &config_s,
+            "--from-emulator-json",
+            &described.display().to_string(),
+            "--state",
+            &state.display().to_string(),
+        ])
+        .await?;
+        mdsync(&["setup", "sync-user", "--config", &config_s]).await?;
+        mdsync(&["setup", "marketo", "--config", &config_s]).await?;
+        let http = reqwest::Client::new();
+        post(
+            &http,
+            format!("{dv_url}/_emulator/seed"),
+            json!({"seed": 1, "leads": records}),
+        )
+        .await?;
+
+        // Limits off on our side too: the emulators have none, the point is the engine's own speed.
+        let (cfg, mut settings) = super::load(&config)?;
+        settings.entities = vec![mdsync_sync_core::record::CrmEntity::Lead];
+        settings.poll_interval = Duration::from_millis(args.poll_ms);
+        settings.marketo_daily_budget = args.marketo_daily_budget;
+        let crm = mdsync_dataverse_client::Client::new(cfg.dynamics.client_config())?;
+        let mut mk_config = cfg.marketo_client_config();
+        mk_config.rate_limit = 1_000_000;
+        mk_config.max_concurrency = 10;
+        mk_config.daily_budget = 100_000_000;
+        let marketo = mdsync_marketo_client::Client::new(mk_config)?;
+        let store = super::open_store(&cfg)?;
+        let engine = Engine::new(crm, marketo, Box::new(store), settings.clone());
+
+        let started = Instant::now();
+        let report = engine.run_cycle(CycleOptions::default()).await?;
+        let load = started.elapsed().as_secs_f64();
+        let mut run = Run {
+            records,
+            load_seconds: load,
+            records_per_second: report.marketo_writes as f64 / load.max(1e-9),
+            marketo_writes: report.marketo_writes,
+            marketo_calls: report.marketo_calls,
+            marketo_calls_per_1000: report.marketo_calls as f64 * 1000.0
+                / (report.marketo_writes.max(1) as f64),
+            peak_rss_mb: peak_rss_mb(),
+            marketo_poll_interval_s: settings.marketo_poll_interval().as_secs_f64(),
+            poll_interval_s: settings.poll_interval.as_secs_f64(),
+            ..Run::default()
+        };
+        if report.dead_letters > 0 {
+            run.notes
+                .push(format!("{} dead letters in the load", report.dead_letters));
+        }
+        // Drain our own load's activities once so the latency runs start from a quiet state.
+        engine.run_cycle(CycleOptions::default()).await?;
+        if args.samples > 0 {
+            latency(
+                args, &engine, &http, &api_url, &dv_url, &mk_url, &emu.json, &mut run,
+            )
+            .await?;
+        }
+        let _ = emu.child.start_kill();
+        Ok(run)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn latency(
+        args: &BenchSyncArgs,
+        engine: &Engine,
+        http: &reqwest::Client,
+        api_url: &str,
+        dv_url: &str,
+        mk_url: &str,
+        desc: &Value,
+        run: &mut Run,
+    ) -> anyhow::Result<()> {
+        let token = post(
+            http,
+            format!("{dv_url}/_emulator/tokens"),
+            json!({"systemuserid": engine_org(http, dv_url).await?["salesperson_user_id"]}),
+        )
+        .await?["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let rows: Value = http
+            .get(format!(
+                "{api_url}leads?$select=leadid&$top={}",
+                args.samples * 2
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let ids: Vec<String> = rows["value"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r["leadid"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mk = mdsync_marketo_client::Client::new(mdsync_marketo_client::ClientConfig::new(
+            mk_url,
+            desc["marketo"]["other_client_id"]
+                .as_str()
+                .unwrap_or_default(),
+            desc["marketo"]["other_client_secret"]
+                .as_str()
+                .unwrap_or_default(),
+        ))?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let runner = async {
+            engine
+                .run(
+                    async {
+                        let _ = stop_rx.await;
+                    },
+                    |_| {},
+                )
+                .await
+        };
+        let measure = async {
+            let mut d2m = Vec::new();
+            let mut m2d = Vec::new();
+            // Let the first cycle (and the first Marketo poll) pass.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            for (i, id) in ids.iter().take(args.samples).enumerate() {
+                let value = format!("Latency{i}");
+                let t0 = Instant::now();
+                http.patch(format!("{api_url}leads({id})"))
+                    .bearer_auth(&token)
+                    .header("If-Match", "*")
+                    .json(&json!({"firstname": value}))
+                    .send()
+                    .await?;
+                let person = loop {
+                    let mut pager =
+                        mk.leads_by_filter("msftId", &[id.as_str()], &["id", "firstName"], None)?;
+                    let p = pager.next_page().await?.and_then(|p| p.into_iter().next());
+                    if let Some(p) = &p
+                        && p["firstName"] == value.as_str()
+                    {
+                        break p.clone();
+                    }
+                    if t0.elapsed() > Duration::from_secs(120) {
+                        bail!("Dynamics → Marketo edit not seen within 120 s");
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                };
+                d2m.push(t0.elapsed().as_secs_f64() * 1000.0);
+                let mid = person["id"].as_i64().unwrap_or_default();
+                let title = format!("Title{i}");
+                let t1 = Instant::now();
+                post(
+                    http,
+                    format!("{mk_url}/_emulator/marketer-edits"),
+                    json!({"leadId": mid, "fields": {"title": title}}),
+                )
+                .await?;
+                loop {
+                    let row: Value = http
+                        .get(format!("{api_url}leads({id})?$select=jobtitle"))
+                        .bearer_auth(&token)
+                        .send()
+                        .await?
+                        .json()
+                        .await?;
+                    if row["jobtitle"] == title.as_str() {
+                        break;
+                    }
+                    if t1.elapsed() > Duration::from_secs(300) {
+                        bail!("Marketo → Dynamics edit not seen within 300 s");
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                m2d.push(t1.elapsed().as_secs_f64() * 1000.0);
+            }
+            Ok::<_, anyhow::Error>((d2m, m2d))
+        };
+        let (measured, ran) = tokio::join!(
+            async {
+                let r = measure.await;
+                let _ = stop_tx.send(());
+                r
+            },
+            runner
+        );
+        ran?;
+        let (mut d2m, mut m2d) = measured?;
+        d2m.sort_by(f64::total_cmp);
+        m2d.sort_by(f64::total_cmp);
+        run.d2m_p50_ms = percentile(&d2m, 50.0);
+        run.d2m_p99_ms = percentile(&d2m, 99.0);
+        run.m2d_p50_ms = percentile(&m2d, 50.0);
+        run.m2d_p99_ms = percentile(&m2d, 99.0);
+        Ok(())
+    }
+
+    async fn engine_org(http: &reqwest::Client, dv_url: &str) -> anyhow::Result<Value> {
+        Ok(http
+            .get(format!("{dv_url}/_emulator/org"))
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+
+    fn ms(v: Option<f64>) -> String {
+        v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "-".into())
+    }
+
+    pub async fn run(args: BenchSyncArgs) -> anyhow::Result<()> {
+        let mut runs = Vec::new();
+        for &records in &args.records {
+            eprintln!("bench sync: {records} leads…");
+            runs.push(one(&args, records).await?);
+        }
+        println!(
+            "{:>9} {:>8} {:>10} {:>12} {:>9} {:>10} {:>10} {:>10} {:>10}",
+            "records",
+            "load s",
+            "records/s",
+            "calls/1000",
+            "RSS MB",
+            "D→M p50",
+            "D→M p99",
+            "M→D p50",
+            "M→D p99"
+        );
+        for r in &runs {
+            println!(
+                "{:>9} {:>8.1} {:>10.0} {:>12.2} {:>9.1} {:>10} {:>10} {:>10} {:>10}",
+                r.records,
+                r.load_seconds,
+                r.records_per_second,
+                r.marketo_calls_per_1000,
+                r.peak_rss_mb,
+                ms(r.d2m_p50_ms),
+                ms(r.d2m_p99_ms),
+                ms(r.m2d_p50_ms),
+                ms(r.m2d_p99_ms)
+            );
+        }
+        if let Some(r) = runs.first() {
+            println!(
+                "latencies in ms; Dataverse polled every {:.1} s, Marketo every {:.1} s (daily budget {}); RSS is the sync process's peak (emulators run in a child process)",
+                r.poll_interval_s, r.marketo_poll_interval_s, args.marketo_daily_budget
+            );
+        }
+        if let Some(dir) = args.json.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(
+            &args.json,
+            serde_json::to_string_pretty(&json!({"bench": "sync", "runs": runs}))?,
+        )?;
+        println!("results written to {}", args.json.display());
+        Ok(())
+    }
+}

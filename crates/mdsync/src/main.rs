@@ -70,6 +70,8 @@ enum Command {
 enum BenchTarget {
     /// The emulators' throughput and memory with limits off.
     Emulator(bench::BenchEmulatorArgs),
+    /// The sync: initial-load throughput, Marketo calls per 1000 records, peak RSS, edit latency.
+    Sync(cli_sync::bench::BenchSyncArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -114,6 +116,9 @@ fn main() -> std::process::ExitCode {
             Command::Bench {
                 target: BenchTarget::Emulator(args),
             } => bench::run(args).await,
+            Command::Bench {
+                target: BenchTarget::Sync(args),
+            } => cli_sync::bench::run(args).await,
         }
     });
     match result {
