@@ -498,3 +498,120 @@ async fn push_person_creates_the_lead_once() {
         .expect("cycle");
     assert_eq!((r.marketo_writes, r.crm_writes), (0, 0), "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_opportunities_and_contact_roles_go_one_way() {
+    let env = Env::start().await;
+    let (engine, _, contacts) = loaded(&env, false).await;
+    // Persons carry their account as externalCompanyId.
+    let row = env
+        .crm_row("contacts", contacts[0], &["_parentcustomerid_value"])
+        .await;
+    let p = env.person(contacts[0], &["externalCompanyId"]).await;
+    assert_eq!(p["externalCompanyId"], row["_parentcustomerid_value"]);
+    // An opportunity whose potential customer is a contact → Marketo opportunity + contact role.
+    let opp = env
+        .human_create(
+            "opportunities",
+            json!({"name": "Big deal", "estimatedvalue": 125000.0, "customerid_contact@odata.bind": format!("/contacts({})", contacts[0])}),
+        )
+        .await;
+    let r = engine
+        .run_cycle(CycleOptions::default())
+        .await
+        .expect("cycle");
+    eprintln!("{}", r.table());
+    assert_eq!(r.dead_letters, 0, "{r:?}");
+    let client = env.marketo();
+    let mut pager = client
+        .query_objects(
+            mdsync_marketo_client::ObjectKind::Opportunities,
+            "externalOpportunityId",
+            &[opp.to_string()],
+            &["externalOpportunityId", "name", "amount"],
+            None,
+        )
+        .expect("query");
+    let found = pager.next_page().await.expect("page").unwrap_or_default();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["name"], "Big deal");
+    let lead_id = marketo_id(&env, contacts[0]).await;
+    let mut roles = client
+        .query_objects(
+            mdsync_marketo_client::ObjectKind::OpportunityRoles,
+            "externalOpportunityId",
+            &[opp.to_string()],
+            &["externalOpportunityId", "leadId", "role"],
+            None,
+        )
+        .expect("roles");
+    let roles = roles.next_page().await.expect("page").unwrap_or_default();
+    assert_eq!(roles.len(), 1, "{roles:?}");
+    assert_eq!(roles[0]["leadId"], json!(lead_id));
+    // One way: nothing flows back, a rename in Dynamics overwrites Marketo.
+    env.human(
+        reqwest::Method::PATCH,
+        &format!("opportunities({opp})"),
+        Some(json!({"name": "Bigger deal"})),
+    )
+    .await;
+    engine
+        .run_cycle(CycleOptions::default())
+        .await
+        .expect("cycle");
+    let mut pager = client
+        .query_objects(
+            mdsync_marketo_client::ObjectKind::Opportunities,
+            "externalOpportunityId",
+            &[opp.to_string()],
+            &["name"],
+            None,
+        )
+        .expect("query");
+    assert_eq!(
+        pager.next_page().await.expect("page").unwrap_or_default()[0]["name"],
+        "Bigger deal"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuous_mode_propagates_edits_and_stops_on_shutdown() {
+    let env = Env::start().await;
+    let (engine, leads, _) = loaded(&env, false).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let cycles = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = std::sync::Arc::clone(&cycles);
+    let runner = engine.run(
+        async {
+            let _ = stopped.await;
+        },
+        move |r| {
+            assert!(r.is_ok(), "{r:?}");
+            seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        },
+    );
+    let driver = async {
+        env.human(
+            reqwest::Method::PATCH,
+            &format!("leads({})", leads[3]),
+            Some(json!({"firstname": "Live"})),
+        )
+        .await;
+        let start = std::time::Instant::now();
+        loop {
+            let p = env.person(leads[3], &["firstName"]).await;
+            if p["firstName"] == "Live" {
+                break;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "edit not propagated"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let _ = stop.send(());
+    };
+    let (ran, ()) = tokio::join!(runner, driver);
+    ran.expect("run ends cleanly on shutdown");
+    assert!(cycles.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+}
