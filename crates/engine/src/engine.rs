@@ -14,7 +14,7 @@ use chrono::Utc;
 use futures::{Stream, TryStreamExt};
 use mdsync_dataverse_client::{Change, ChangePage, Client as CrmClient, DataverseError, ErrorKind};
 use mdsync_marketo_client::{ActivityFilter, Client as MarketoClient};
-use mdsync_state::{CursorUpdate, CycleCommit, CycleStatus, NewDeadLetter, StateStore};
+use mdsync_state::{Backlog, CursorUpdate, CycleCommit, CycleStatus, NewDeadLetter, StateStore};
 use mdsync_sync_core::echo::SyncIdentity;
 use mdsync_sync_core::fingerprint::Fingerprint;
 use mdsync_sync_core::link::{FingerprintView, LinkView};
@@ -100,6 +100,8 @@ pub(crate) struct Batch {
     pair_marketo: bool,
     /// A dead letter this one-record batch retries: resolved when the batch writes without failure.
     retry_of: Option<i64>,
+    /// What is still waiting after this batch (initial load: rows not read yet).
+    backlog: Vec<Backlog>,
 }
 
 impl Batch {
@@ -118,6 +120,7 @@ impl Batch {
             skip_loaded: false,
             pair_marketo: false,
             retry_of: Some(id),
+            backlog: Vec::new(),
         }
     }
 }
@@ -332,6 +335,7 @@ impl Engine {
                     skip_loaded: false,
                     pair_marketo: false,
                     retry_of: None,
+                    backlog: Vec::new(),
                 },
                 None,
                 options,
@@ -502,8 +506,9 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let select = d.select.get(&entity).cloned().unwrap_or_default();
         let progress = options.progress.clone();
+        let total = self.count_rows(entity).await;
         if let Some(p) = &progress {
-            p.start(entity, self.count_rows(entity).await);
+            p.start(entity, total);
         }
         report.entity(entity.logical_name()).mode = "initial".into();
         let stream = self.crm.track_changes(
@@ -518,6 +523,7 @@ impl Engine {
             Mode::Initial,
             pages_done > 0,
             true,
+            total,
             None,
             options,
             report,
@@ -551,6 +557,7 @@ impl Engine {
                 Mode::Incremental,
                 false,
                 false,
+                None,
                 Some(pending),
                 options,
                 report,
@@ -576,6 +583,7 @@ impl Engine {
                     Mode::Incremental,
                     false,
                     true,
+                    None,
                     Some(pending),
                     options,
                     report,
@@ -609,15 +617,33 @@ impl Engine {
         mode: Mode,
         resuming: bool,
         loading: bool,
+        total: Option<u64>,
         mut pending: Option<&mut Pending>,
         options: &CycleOptions,
         report: &mut CycleReport,
     ) -> Result<(), EngineError> {
         futures::pin_mut!(stream);
         let mut pages = 0u64;
+        let mut read = 0u64;
         while let Some(page) = stream.try_next().await? {
             pages += 1;
             let rows = page.changes.len() as u64;
+            read += rows;
+            let backlog = match (mode, total, options.dry_run) {
+                (Mode::Initial, Some(total), false) => vec![Backlog {
+                    entity,
+                    direction: Flow::ToMarketo,
+                    pending_inserts: if page.delta_link.is_some() {
+                        0
+                    } else {
+                        total.saturating_sub(read)
+                    },
+                    pending_updates: 0,
+                    oldest: None,
+                    updated_at: Utc::now(),
+                }],
+                _ => Vec::new(),
+            };
             let mut crm = Vec::with_capacity(page.changes.len());
             let mut dead_letters = Vec::new();
             for change in page.changes {
@@ -665,6 +691,7 @@ impl Engine {
                 skip_loaded: resuming,
                 pair_marketo: pending.is_some() && entity.marketo_object() == MarketoObject::Person,
                 retry_of: None,
+                backlog,
             };
             self.process(d, batch, pending.as_deref_mut(), options, report)
                 .await?;
@@ -800,7 +827,7 @@ impl Engine {
             dead_letters,
             resolved_dead_letters,
             conflicts: plan.conflicts,
-            backlog: Vec::new(),
+            backlog: batch.backlog,
         })
         .await?;
         Ok(clean)

@@ -89,6 +89,20 @@ async fn initial_load_lands_in_marketo_with_msft_fields() {
             .unwrap(),
         40
     );
+    let backlog = store.backlog().expect("backlog");
+    let lead_backlog = backlog
+        .iter()
+        .find(|b| b.entity == mdsync_sync_core::record::CrmEntity::Lead)
+        .expect("lead backlog recorded during the load");
+    assert_eq!(lead_backlog.pending_inserts, 0);
+    let status = mdsync_engine::Status::read(&store, &[mdsync_sync_core::record::CrmEntity::Lead])
+        .expect("status");
+    assert_eq!(status.entities[0].phase, "incremental");
+    assert_eq!(status.entities[0].linked, 60);
+    assert_eq!(
+        status.last_cycles[0].status,
+        mdsync_state::CycleStatus::Completed
+    );
     // ≤ 4 Marketo calls per 1000 records written (tiny loads are dominated by fixed costs; check ≤ writes/300 + fixed).
     assert!(report.marketo_writes >= 105, "{report:?}");
 
