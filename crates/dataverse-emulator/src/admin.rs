@@ -266,6 +266,7 @@ fn admin_patch(
         base: String::new(),
         content_ids: Default::default(),
         in_batch: false,
+        versions: Default::default(),
     };
     crate::api::crud::write_record(&ctx, &def, &id, Some(row), &fields)
         .map_err(|e| admin_error(StatusCode::BAD_REQUEST, e.message))?;

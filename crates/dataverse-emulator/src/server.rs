@@ -370,6 +370,7 @@ fn run(shared: &Shared, claims: &Value, req: Req, base: String) -> Response {
         base,
         content_ids: Default::default(),
         in_batch: false,
+        versions: Default::default(),
     };
     if req.path == "$batch" {
         return crate::batch::run(&mut ctx, &req, claims);

@@ -150,7 +150,7 @@ pub fn write_record(
         records::check_required(def, &row)?;
     }
     records::check_unique_keys(ctx.conn, def, id, &row)?;
-    let version = store::next_version(ctx.conn)?;
+    let version = ctx.next_version()?;
     records::stamp(def, &mut row, &ctx.caller, version, &now_string(), creating);
     store::put(ctx.conn, def, id, &row)?;
     Ok(row)

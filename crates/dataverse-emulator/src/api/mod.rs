@@ -97,6 +97,20 @@ pub struct Ctx<'a> {
     /// `$n` → `set(id)` for the change set being run.
     pub content_ids: HashMap<String, String>,
     pub in_batch: bool,
+    /// Versions reserved in bulk by `*Multiple` requests: (next, end).
+    pub versions: std::cell::Cell<(i64, i64)>,
+}
+
+impl Ctx<'_> {
+    /// The next change-clock value (from the bulk reservation when one is active).
+    pub fn next_version(&self) -> rusqlite::Result<i64> {
+        let (next, end) = self.versions.get();
+        if next < end {
+            self.versions.set((next + 1, end));
+            return Ok(next);
+        }
+        crate::store::next_version(self.conn)
+    }
 }
 
 /// Parsed `Prefer` header preferences.

@@ -36,6 +36,8 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef, action: &str) -> Ap
     }
     let expected_type = def.type_name();
     let ids = store::savepoint(ctx.conn, || {
+        let first = store::reserve_versions(ctx.conn, targets.len().max(1) as i64)?;
+        ctx.versions.set((first, first + targets.len() as i64));
         let mut ids = Vec::with_capacity(targets.len());
         for (i, t) in targets.into_iter().enumerate() {
             let Value::Object(mut t) = t else {
@@ -62,8 +64,10 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef, action: &str) -> Ap
             let id = target_id(ctx, def, &mut t, key_ref.as_deref())?;
             ids.push(write_one(ctx, def, op, id, &t)?);
         }
+        ctx.versions.set((0, 0));
         Ok(ids)
-    })?;
+    })
+    .inspect_err(|_| ctx.versions.set((0, 0)))?;
     if op == "CreateMultiple" {
         return Ok(Reply::json(
             StatusCode::OK,

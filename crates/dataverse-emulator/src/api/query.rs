@@ -140,6 +140,8 @@ pub fn parse_options(def: &EntityDef, query: &str) -> ApiResult<QueryOptions> {
 pub struct Cookie {
     pub page: u64,
     pub last: Option<String>,
+    /// Storage position of the last row returned (keyset paging in storage order).
+    pub rowid: Option<i64>,
     pub first: Option<String>,
     pub offset: Option<u64>,
     /// Change-tracking snapshot (initial read) or upper bound (delta read).
@@ -164,6 +166,9 @@ pub fn encode_cookie(pk: &str, c: &Cookie) -> String {
     }
     if let Some(a) = c.after {
         inner.push_str(&format!(" after=\"{a}\""));
+    }
+    if let Some(r) = c.rowid {
+        inner.push_str(&format!(" rowid=\"{r}\""));
     }
     inner.push('>');
     if let (Some(l), Some(f)) = (&c.last, &c.first) {
@@ -209,6 +214,7 @@ pub fn decode_cookie(token: &str) -> ApiResult<Cookie> {
         offset: attr(&inner, "offset").and_then(|v| v.parse().ok()),
         version: attr(&inner, "version").and_then(|v| v.parse().ok()),
         after: attr(&inner, "after").and_then(|v| v.parse().ok()),
+        rowid: attr(&inner, "rowid").and_then(|v| v.parse().ok()),
         tracking: attr(token, "istracking") == Some("True"),
     })
 }
@@ -254,13 +260,17 @@ fn page_size(prefer: &Prefer) -> usize {
     }
 }
 
-/// Whether the order is the primary key alone (keyset paging applies).
+/// Whether the order is the primary key alone (keyset paging on the id applies).
 fn keyset_order(def: &EntityDef, orderby: &[(String, bool)]) -> Option<bool> {
     match orderby {
-        [] => Some(false),
         [(c, desc)] if *c == def.primary_key => Some(*desc),
         _ => None,
     }
+}
+
+/// Whether keyset paging applies (storage order, or primary-key order).
+fn keyset(def: &EntityDef, orderby: &[(String, bool)]) -> bool {
+    orderby.is_empty() || keyset_order(def, orderby).is_some()
 }
 
 /// Streams matching rows in order starting after the cookie position, calling `f` until it returns false.
@@ -269,20 +279,31 @@ fn scan(
     def: &EntityDef,
     opts: &QueryOptions,
     cookie: Option<&Cookie>,
-    mut f: impl FnMut(String, store::Row) -> bool,
+    mut f: impl FnMut(i64, String, store::Row) -> bool,
 ) -> ApiResult<()> {
     let ectx = eval_context(ctx);
     let t = table(def);
+    // Without $orderby rows come in storage order (rowid), which makes paging a sequential scan.
     let (sql, args): (String, Vec<String>) = match keyset_order(def, &opts.orderby) {
+        _ if opts.orderby.is_empty() => match cookie.and_then(|c| c.rowid) {
+            Some(r) => (
+                format!("SELECT rowid, id, data FROM {t} WHERE rowid > ?1 ORDER BY rowid"),
+                vec![r.to_string()],
+            ),
+            None => (
+                format!("SELECT rowid, id, data FROM {t} ORDER BY rowid"),
+                vec![],
+            ),
+        },
         Some(desc) => {
             let (cmp, dir) = if desc { ("<", "DESC") } else { (">", "ASC") };
             match cookie.and_then(|c| c.last.clone()) {
                 Some(last) => (
-                    format!("SELECT id, data FROM {t} WHERE id {cmp} ?1 ORDER BY id {dir}"),
+                    format!("SELECT rowid, id, data FROM {t} WHERE id {cmp} ?1 ORDER BY id {dir}"),
                     vec![last],
                 ),
                 None => (
-                    format!("SELECT id, data FROM {t} ORDER BY id {dir}"),
+                    format!("SELECT rowid, id, data FROM {t} ORDER BY id {dir}"),
                     vec![],
                 ),
             }
@@ -301,7 +322,7 @@ fn scan(
                 .collect();
             (
                 format!(
-                    "SELECT id, data FROM {t} ORDER BY {}, id ASC",
+                    "SELECT rowid, id, data FROM {t} ORDER BY {}, id ASC",
                     order.join(", ")
                 ),
                 vec![],
@@ -312,9 +333,9 @@ fn scan(
     let mut stmt = ctx.conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(params_from_iter(args.iter()))?;
     while let Some(r) = rows.next()? {
-        let id: String = r.get(0)?;
-        let data: String = r.get(1)?;
-        let row = parse_row(&data);
+        let rowid: i64 = r.get(0)?;
+        let id: String = r.get(1)?;
+        let row = parse_row(r.get_ref(2)?.as_str().unwrap_or("{}"));
         if let Some(filter) = &opts.filter
             && !filter.eval(&row, &ectx)
         {
@@ -324,7 +345,7 @@ fn scan(
             skip -= 1;
             continue;
         }
-        if !f(id, row) {
+        if !f(rowid, id, row) {
             break;
         }
     }
@@ -359,7 +380,7 @@ fn count_matching(
         skiptoken: None,
         deltatoken: None,
     };
-    scan(ctx, def, &plain, None, |_, _| {
+    scan(ctx, def, &plain, None, |_, _, _| {
         n += 1;
         n < cap
     })?;
@@ -394,8 +415,9 @@ pub fn collection(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef) -> ApiResult<Re
     let mut value = Vec::with_capacity(limit.min(1024));
     let mut first_id: Option<String> = None;
     let mut last_id: Option<String> = None;
+    let mut last_rowid: Option<i64> = None;
     let mut more = false;
-    scan(ctx, def, &opts, cookie.as_ref(), |id, row| {
+    scan(ctx, def, &opts, cookie.as_ref(), |rowid, id, row| {
         if value.len() == limit {
             more = true;
             return false;
@@ -410,6 +432,7 @@ pub fn collection(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef) -> ApiResult<Re
             &ann,
         )));
         last_id = Some(id);
+        last_rowid = Some(rowid);
         true
     })?;
     let mut out = Map::new();
@@ -444,9 +467,8 @@ pub fn collection(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef) -> ApiResult<Re
             page: page_no,
             last: last_id.clone(),
             first: first_id.clone(),
-            offset: keyset_order(def, &opts.orderby)
-                .is_none()
-                .then_some(prev_offset + limit as u64),
+            rowid: opts.orderby.is_empty().then_some(last_rowid).flatten(),
+            offset: (!keyset(def, &opts.orderby)).then_some(prev_offset + limit as u64),
             version: snapshot,
             after: None,
             tracking,
