@@ -138,7 +138,9 @@ async fn main() {
                 for b in (c..batches).step_by(clients as usize) {
                     let input: Vec<Value> = (0..300)
                         .map(|i| {
-                            let id = first_id + ((b * 300 + i) % leads.max(1)) as i64;
+                            // Scattered over the whole table (a sync touches random leads, not neighbours).
+                            let k = (round * batches + b) * 300 + i;
+                            let id = first_id + (k.wrapping_mul(2_654_435_761) % leads.max(1)) as i64;
                             json!({"id": id, "title": format!("Bench {round}-{b}"), "city": format!("City {round}")})
                         })
                         .collect();

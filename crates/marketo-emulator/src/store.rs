@@ -39,7 +39,6 @@ CREATE TABLE IF NOT EXISTS leads(
     created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS leads_email ON leads(email_key);
 CREATE INDEX IF NOT EXISTS leads_created ON leads(created_at);
-CREATE INDEX IF NOT EXISTS leads_updated ON leads(updated_at);
 CREATE TABLE IF NOT EXISTS lead_index(
     field_id INTEGER NOT NULL, value TEXT NOT NULL, lead_id INTEGER NOT NULL,
     PRIMARY KEY(field_id, value, lead_id)) WITHOUT ROWID;
@@ -48,7 +47,11 @@ CREATE TABLE IF NOT EXISTS activities(
     id INTEGER PRIMARY KEY, lead_id INTEGER NOT NULL, activity_at INTEGER NOT NULL,
     type_id INTEGER NOT NULL, pav_id INTEGER, pav TEXT, fields TEXT, attributes TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS activities_at ON activities(activity_at);
-CREATE INDEX IF NOT EXISTS activities_lead ON activities(lead_id, id);
+-- No index on leads.updated_at or activities.lead_id: each would cost a random page write per synced
+-- record; the bulk updatedAt filter streams the table instead, and activity lead filters only look
+-- inside one scan block.
+DROP INDEX IF EXISTS leads_updated;
+DROP INDEX IF EXISTS activities_lead;
 CREATE TABLE IF NOT EXISTS objects(
     id INTEGER PRIMARY KEY, kind TEXT NOT NULL, guid TEXT NOT NULL, dedupe TEXT NOT NULL,
     data TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
