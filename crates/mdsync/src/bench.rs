@@ -642,7 +642,8 @@ fn iso_utc(at: chrono::DateTime<chrono::Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// Exports every lead created in the last 31 days; returns (rows, bytes, elapsed).
+/// Exports every lead created in the last 31 days (the real per-export maximum); returns (rows, bytes,
+/// elapsed).
 async fn bulk_export(
     http: &reqwest::Client,
     mk: &MarketoInfo,
@@ -650,8 +651,9 @@ async fn bulk_export(
     expected: u64,
 ) -> anyhow::Result<(u64, u64, Duration)> {
     let now = chrono::Utc::now();
-    let start_at = iso_utc(now - chrono::Duration::days(30));
-    let end_at = iso_utc(now + chrono::Duration::hours(1));
+    // Marketo allows at most 31 days per export; seeded leads are spread over the last 30.
+    let start_at = iso_utc(now - chrono::Duration::days(30) - chrono::Duration::hours(23));
+    let end_at = iso_utc(now + chrono::Duration::minutes(30));
     let started = Instant::now();
     let response = http
         .post(format!("{}/bulk/v1/leads/export/create.json", mk.url))
