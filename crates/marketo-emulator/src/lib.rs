@@ -3,7 +3,9 @@
 //! `url` stands for `https://{munchkinId}.mktorest.com`: identity at `/identity/oauth/token`, the Lead
 //! Database at `/rest/v1/...`, bulk extract at `/bulk/v1/...`. Everything is stored in one SQLite file
 //! (`marketo.sqlite` under `Config::state_dir`, or a temp file), and streamed by key so memory stays bounded
-//! by the page or batch size, not by the number of stored leads or activities.
+//! by the page or batch size, not by the number of stored leads or activities. The store survives a
+//! process crash (WAL) and a clean [`Running::shutdown`] (WAL checkpoint); it does not fsync, so a power
+//! loss may lose recent writes — it is a test double, and fsyncs would halve sync throughput.
 //!
 //! # Wire behaviour
 //! - Envelope `{"requestId":"hex#hex","success":..,"result":[..],"errors":[{"code":"601",..}],"warnings":[]}`
