@@ -48,6 +48,13 @@ fn to_part(reply: Reply, content_id: Option<String>) -> BatchResponse {
             ));
             serde_json::to_vec(&v).unwrap_or_default()
         }
+        Body::RawJson(t) => {
+            headers.push((
+                "Content-Type".to_string(),
+                "application/json; odata.metadata=minimal; odata.streaming=true".to_string(),
+            ));
+            t.into_bytes()
+        }
         Body::Text(t, ct) => {
             headers.push(("Content-Type".to_string(), ct.to_string()));
             t.into_bytes()

@@ -178,6 +178,14 @@ pub fn into_response(reply: Reply) -> Response {
             );
             r
         }
+        api::Body::RawJson(t) => {
+            let mut r = (reply.status, t).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json; odata.metadata=minimal"),
+            );
+            r
+        }
         api::Body::Text(t, ct) => {
             let mut r = (reply.status, t).into_response();
             if let Ok(v) = HeaderValue::from_str(ct) {

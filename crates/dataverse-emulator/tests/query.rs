@@ -472,3 +472,28 @@ async fn change_tracking_delta_links_and_deletions() {
     assert_eq!(error_code(r).await.1, "0x80072491");
     env.running.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn fast_and_general_read_paths_render_identically() {
+    let env = start().await;
+    seed(&env, 40).await;
+    env.create("accounts", json!({"name": "Nulls & \"quotes\" ü", "revenue": 12.5, "numberofemployees": 3, "donotphone": true})).await;
+    for (set, cols) in [
+        (
+            "contacts",
+            "firstname,donotbulkemail,_parentcustomerid_value,createdon,statecode,telephone1",
+        ),
+        (
+            "accounts",
+            "name,revenue,numberofemployees,donotphone,websiteurl,versionnumber",
+        ),
+    ] {
+        let (_, fast) = env.get(&format!("{set}?$select={cols}")).await;
+        let (_, general) = env
+            .get(&format!("{set}?$select={cols}&$filter=createdon ne null"))
+            .await;
+        assert_eq!(fast, general, "{set}");
+        assert!(fast["value"].as_array().unwrap().len() >= 10);
+    }
+    env.running.shutdown().await.unwrap();
+}

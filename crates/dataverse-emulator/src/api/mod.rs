@@ -43,6 +43,8 @@ pub struct Req {
 pub enum Body {
     Empty,
     Json(Value),
+    /// JSON already rendered (fast paths).
+    RawJson(String),
     Text(String, &'static str),
 }
 

@@ -413,28 +413,43 @@ pub fn collection(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef) -> ApiResult<Re
     };
     let ann = prefer.annotations();
     let mut value = Vec::with_capacity(limit.min(1024));
+    let mut raw_rows: Option<Vec<String>> = None;
     let mut first_id: Option<String> = None;
     let mut last_id: Option<String> = None;
     let mut last_rowid: Option<i64> = None;
     let mut more = false;
-    scan(ctx, def, &opts, cookie.as_ref(), |rowid, id, row| {
-        if value.len() == limit {
-            more = true;
-            return false;
-        }
-        if first_id.is_none() {
-            first_id = Some(id.clone());
-        }
-        value.push(Value::Object(records::project(
+    let fast =
+        opts.filter.is_none() && opts.orderby.is_empty() && !ann.any() && opts.select.is_some();
+    if fast {
+        let (rows, f, l, r, m) = fast_page(
+            ctx,
             def,
-            &row,
-            opts.select.as_deref(),
-            &ann,
-        )));
-        last_id = Some(id);
-        last_rowid = Some(rowid);
-        true
-    })?;
+            opts.select.as_deref().unwrap_or_default(),
+            cookie.as_ref(),
+            limit,
+        )?;
+        raw_rows = Some(rows);
+        (first_id, last_id, last_rowid, more) = (f, l, r, m);
+    } else {
+        scan(ctx, def, &opts, cookie.as_ref(), |rowid, id, row| {
+            if value.len() == limit {
+                more = true;
+                return false;
+            }
+            if first_id.is_none() {
+                first_id = Some(id.clone());
+            }
+            value.push(Value::Object(records::project(
+                def,
+                &row,
+                opts.select.as_deref(),
+                &ann,
+            )));
+            last_id = Some(id);
+            last_rowid = Some(rowid);
+            true
+        })?;
+    }
     let mut out = Map::new();
     out.insert(
         "@odata.context".into(),
@@ -460,6 +475,7 @@ pub fn collection(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef) -> ApiResult<Re
         );
     }
     out.insert("value".into(), Value::Array(value));
+    let mut tail = Map::new();
     let page_no = cookie.as_ref().map(|c| c.page).unwrap_or(0) + 1;
     if more && paged {
         let prev_offset = cookie.as_ref().and_then(|c| c.offset).unwrap_or(0);
@@ -474,13 +490,13 @@ pub fn collection(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef) -> ApiResult<Re
             tracking,
         };
         let token = encode_cookie(&def.primary_key, &next);
-        out.insert(
+        tail.insert(
             "@odata.nextLink".into(),
             Value::String(link(ctx, req, &format!("$skiptoken={}", enc(&token)))),
         );
     } else if tracking {
         let v = snapshot.unwrap_or(0);
-        out.insert(
+        tail.insert(
             "@odata.deltaLink".into(),
             Value::String(link(
                 ctx,
@@ -489,7 +505,33 @@ pub fn collection(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef) -> ApiResult<Re
             )),
         );
     }
-    let mut reply = Reply::json(StatusCode::OK, Value::Object(out));
+    let mut reply = match raw_rows {
+        None => {
+            out.extend(tail);
+            Reply::json(StatusCode::OK, Value::Object(out))
+        }
+        Some(rows) => {
+            out.remove("value");
+            let mut body = serde_json::to_string(&out).unwrap_or_else(|_| "{}".into());
+            body.pop();
+            body.push_str(if out.is_empty() {
+                "\"value\":["
+            } else {
+                ",\"value\":["
+            });
+            body.push_str(&rows.join(","));
+            body.push(']');
+            for (k, v) in &tail {
+                body.push_str(&format!(",{}:{}", Value::String(k.clone()), v));
+            }
+            body.push('}');
+            Reply {
+                status: StatusCode::OK,
+                headers: Vec::new(),
+                body: super::Body::RawJson(body),
+            }
+        }
+    };
     let mut applied = Vec::new();
     if let Some(n) = prefer.maxpagesize {
         applied.push(format!("odata.maxpagesize={n}"));
@@ -519,4 +561,97 @@ pub fn count(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef) -> ApiResult<Reply> 
         headers: Vec::new(),
         body: super::Body::Text(n.to_string(), "text/plain"),
     })
+}
+
+/// Fast path for the most common sync read (`$select`, storage order, no `$filter`, no annotations):
+/// SQLite extracts just the selected properties and rows are rendered straight to JSON text, so no
+/// row is parsed into a JSON tree. Returns (rendered rows, first id, last id, last rowid, more).
+type FastPage = (
+    Vec<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    bool,
+);
+
+fn fast_page(
+    ctx: &Ctx<'_>,
+    def: &EntityDef,
+    select: &[String],
+    cookie: Option<&Cookie>,
+    limit: usize,
+) -> ApiResult<FastPage> {
+    use crate::schema::ColumnType;
+    let mut cols: Vec<&crate::schema::ColumnDef> = Vec::new();
+    for name in select {
+        if let Some(c) = def.column_by_wire(name).or_else(|| def.column(name)) {
+            cols.push(c);
+        }
+    }
+    if !select.contains(&def.primary_key)
+        && let Some(pk) = def.column(&def.primary_key)
+    {
+        cols.push(pk);
+    }
+    let extracts: Vec<String> = cols
+        .iter()
+        .map(|c| {
+            format!(
+                "json_extract(data, '$.{}')",
+                c.wire_name().replace('\'', "")
+            )
+        })
+        .collect();
+    let t = table(def);
+    let after = cookie.and_then(|c| c.rowid).unwrap_or(i64::MIN);
+    let sql = format!(
+        "SELECT rowid, id, versionnumber, {} FROM {t} WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+        extracts.join(", ")
+    );
+    let mut stmt = ctx.conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(rusqlite::params![after, (limit + 1) as i64])?;
+    let mut out = Vec::with_capacity(limit.min(5000));
+    let (mut first, mut last, mut last_rowid, mut more) = (None, None, None, false);
+    while let Some(r) = rows.next()? {
+        if out.len() == limit {
+            more = true;
+            break;
+        }
+        let rowid: i64 = r.get(0)?;
+        let id: String = r.get(1)?;
+        let version: i64 = r.get(2)?;
+        let mut buf = String::with_capacity(256);
+        buf.push_str(&format!("{{\"@odata.etag\":\"W/\\\"{version}\\\"\""));
+        for (i, c) in cols.iter().enumerate() {
+            buf.push_str(",\"");
+            buf.push_str(&c.wire_name());
+            buf.push_str("\":");
+            match r.get_ref(3 + i)? {
+                rusqlite::types::ValueRef::Null => buf.push_str("null"),
+                rusqlite::types::ValueRef::Integer(n) => {
+                    if matches!(c.ty, ColumnType::Boolean) {
+                        buf.push_str(if n != 0 { "true" } else { "false" });
+                    } else {
+                        buf.push_str(&n.to_string());
+                    }
+                }
+                rusqlite::types::ValueRef::Real(f) => {
+                    buf.push_str(&serde_json::to_string(&f).unwrap_or_else(|_| "null".into()))
+                }
+                rusqlite::types::ValueRef::Text(t) => {
+                    let text = std::str::from_utf8(t).unwrap_or_default();
+                    buf.push_str(&serde_json::to_string(text).unwrap_or_else(|_| "null".into()));
+                }
+                rusqlite::types::ValueRef::Blob(_) => buf.push_str("null"),
+            }
+        }
+        buf.push('}');
+        out.push(buf);
+        if first.is_none() {
+            first = Some(id.clone());
+        }
+        last = Some(id);
+        last_rowid = Some(rowid);
+    }
+    Ok((out, first, last, last_rowid, more))
 }
