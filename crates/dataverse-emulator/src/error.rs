@@ -71,15 +71,12 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "0x80040216", message)
     }
     /// 401 with an empty body and a `WWW-Authenticate` challenge.
-    pub fn unauthorized(authorization_uri: &str, message: &str) -> Self {
+    pub fn unauthorized(authorization_uri: &str, resource: &str, message: &str) -> Self {
         let mut e = Self::new(StatusCode::UNAUTHORIZED, "0x80072560", message);
         e.empty_body = true;
         e.headers.push((
             "WWW-Authenticate".into(),
-            format!(
-                "Bearer authorization_uri={authorization_uri}, resource_id={}",
-                "Dataverse"
-            ),
+            format!("Bearer authorization_uri={authorization_uri}, resource_id={resource}"),
         ));
         e
     }

@@ -14,6 +14,20 @@
 //!   `solutions`, `solutioncomponents`, `sdkmessageprocessingsteps`, `mkt_marketoconfigs`.
 //! - Security per [`security`]; service protection per [`limits`].
 //!
+//! # Behaviour notes
+//! - Rows come back in storage order unless `$orderby` is given (the real service orders by the
+//!   primary key); paging cookies are opaque either way. `$orderby` on other columns pages by
+//!   offset, so very deep ordered paging costs a rescan per page.
+//! - `$count`/`/$count` stop at 5000 like the service. Delta tokens are `<version>!<timestamp>` on
+//!   a store-wide change clock; they expire after 7 days (`0x80044352`).
+//! - Not implemented (answered with a 400, never a wrong result): `$expand`, `$apply`, deep insert,
+//!   lambda/navigation-path filters (rejected by mdsync-odata). Lookup `FormattedValue` annotations
+//!   are not emitted (choice, status and boolean ones are).
+//! - The Marketo configuration table's names (`mkt_marketoconfig`, `mkt_marketouserid`) are
+//!   inferred from the solution's `mkt_` publisher prefix; see [`org`].
+//! - Scale: `cargo run --release -p mdsync-dataverse-emulator --example bench` seeds a million
+//!   contacts and measures paged reads, `UpsertMultiple`, a delta read and RSS.
+//!
 //! # Test surface (`/_emulator/`, JSON)
 //! - `POST /_emulator/reset`: empties the data and re-seeds the organization (credentials kept).
 //! - `POST /_emulator/seed` `{"seed":42,"accounts":100,"contacts":1000,"leads":1000,"opportunities":100}`:

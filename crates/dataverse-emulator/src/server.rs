@@ -284,7 +284,8 @@ async fn entry(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Respons
     let base = format!("{origin}{API_PREFIX}/");
     let challenge = format!("{origin}/{}/oauth2/authorize", shared.ids.tenant_id);
     let Some(token) = bearer(&parts.headers) else {
-        return ApiError::unauthorized(&challenge, "Bearer token is missing.").into_response();
+        return ApiError::unauthorized(&challenge, &origin, "Bearer token is missing.")
+            .into_response();
     };
     let now = chrono::Utc::now().timestamp();
     let claims = match crate::auth::verify(&shared.ids.token_secret, token, now) {
@@ -292,6 +293,7 @@ async fn entry(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Respons
         Err(p) => {
             return ApiError::unauthorized(
                 &challenge,
+                &origin,
                 &format!("The access token is invalid: {p:?}."),
             )
             .into_response();
