@@ -285,11 +285,13 @@ impl Engine {
         options: &CycleOptions,
         report: &mut CycleReport,
     ) -> Result<(), EngineError> {
+        let t = Instant::now();
         let mut pending = if options.skip_marketo {
             Pending::empty()
         } else {
             self.read_marketo(d, options.dry_run, report).await?
         };
+        report.timings.marketo_read_ms += t.elapsed().as_millis() as u64;
         for (entity, position) in positions {
             match position {
                 CrmPosition::Loading { pages } => {
@@ -448,7 +450,11 @@ impl Engine {
                             .collect(),
                     });
                 }
-                if !page.more_result || pages >= max_pages {
+                if !page.more_result {
+                    break;
+                }
+                if pages >= max_pages {
+                    report.marketo_backlog = true;
                     break;
                 }
             }
@@ -625,7 +631,11 @@ impl Engine {
         futures::pin_mut!(stream);
         let mut pages = 0u64;
         let mut read = 0u64;
-        while let Some(page) = stream.try_next().await? {
+        loop {
+            let t = Instant::now();
+            let next = stream.try_next().await?;
+            report.timings.crm_read_ms += t.elapsed().as_millis() as u64;
+            let Some(page) = next else { break };
             pages += 1;
             let rows = page.changes.len() as u64;
             read += rows;
@@ -736,6 +746,7 @@ impl Engine {
                 }
             }
         }
+        let t_state = Instant::now();
         let ids = crm_ids.clone();
         let mut links = self.store.with(move |s| s.links_by_crm_ids(&ids)).await?;
         if batch.pair_marketo
@@ -767,6 +778,7 @@ impl Engine {
         let fingerprints =
             FingerprintView::new(self.store.with(move |s| s.fingerprints(&fp_ids)).await?);
         let links = LinkView::new(links);
+        report.timings.state_read_ms += t_state.elapsed().as_millis() as u64;
         if batch.skip_loaded {
             batch
                 .crm
@@ -778,6 +790,7 @@ impl Engine {
             } else {
                 HashMap::new()
             };
+        let t_plan = Instant::now();
         let settings = self.plan_settings(d);
         let plan = plan::plan_cycle(
             &settings,
@@ -791,13 +804,16 @@ impl Engine {
                 now: Utc::now(),
             },
         );
+        report.timings.plan_ms += t_plan.elapsed().as_millis() as u64;
         report.plan_counts.merge(&plan.counts);
         report.conflicts += plan.conflicts.len() as u64;
         if options.dry_run {
             report.dead_letters += plan.dead_letters.len() as u64;
             return Ok(plan.dead_letters.is_empty());
         }
+        let t_write = Instant::now();
         let executed = self.writer().execute(&plan.ops).await?;
+        report.timings.write_ms += t_write.elapsed().as_millis() as u64;
         report.marketo_writes += executed.marketo_writes;
         report.crm_writes += executed.crm_writes;
         let mut effects = plan.unconditional;
@@ -821,15 +837,19 @@ impl Engine {
             Some(id) if clean => vec![id],
             _ => Vec::new(),
         };
-        self.commit(CycleCommit {
-            cursors: batch.cursors,
-            effects,
-            dead_letters,
-            resolved_dead_letters,
-            conflicts: plan.conflicts,
-            backlog: batch.backlog,
-        })
-        .await?;
+        let t_commit = Instant::now();
+        let committed = self
+            .commit(CycleCommit {
+                cursors: batch.cursors,
+                effects,
+                dead_letters,
+                resolved_dead_letters,
+                conflicts: plan.conflicts,
+                backlog: batch.backlog,
+            })
+            .await;
+        report.timings.commit_ms += t_commit.elapsed().as_millis() as u64;
+        committed?;
         Ok(clean)
     }
 

@@ -41,7 +41,7 @@ pub use discover::{Discovery, LOAD_ORDER};
 pub use engine::{CycleOptions, Engine, Progress};
 pub use error::EngineError;
 pub use push::{PersonRef, PushOutcome};
-pub use report::{CycleReport, EntityReport};
+pub use report::{CycleReport, EntityReport, Timings};
 pub use retry::RetryReport;
 pub use settings::{EngineSettings, MARKETO_DAILY_QUOTA};
 pub use status::{EntityStatus, Status};

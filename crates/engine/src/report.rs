@@ -16,6 +16,17 @@ pub struct EntityReport {
     pub load_completed: bool,
 }
 
+/// Wall-clock time per phase of a cycle, in milliseconds.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Timings {
+    pub crm_read_ms: u64,
+    pub marketo_read_ms: u64,
+    pub state_read_ms: u64,
+    pub plan_ms: u64,
+    pub write_ms: u64,
+    pub commit_ms: u64,
+}
+
 /// Everything one cycle did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct CycleReport {
@@ -38,6 +49,10 @@ pub struct CycleReport {
     pub conflicts: u64,
     /// Entities whose delta link had expired and were re-read in full (only differences were written).
     pub resyncs: Vec<String>,
+    /// More Marketo activity pages were waiting when the cycle stopped reading (per-cycle cap).
+    pub marketo_backlog: bool,
+    /// Where the time went, in ms: reading Dataverse pages, planning, writing, committing state.
+    pub timings: Timings,
     pub notes: Vec<String>,
     #[serde(skip)]
     pub(crate) plan_counts: PlanCounts,

@@ -395,6 +395,11 @@ pub mod bench {
         m2d_p99_ms: Option<f64>,
         marketo_poll_interval_s: f64,
         poll_interval_s: f64,
+        /// Where the load's time went (ms per phase).
+        load_timings: Option<mdsync_engine::Timings>,
+        /// Cycles needed afterwards to read back the load's own New Lead activities (echoes).
+        drain_cycles: u64,
+        drain_seconds: f64,
         notes: Vec<String>,
     }
 
@@ -554,8 +559,17 @@ pub mod bench {
             run.notes
                 .push(format!("{} dead letters in the load", report.dead_letters));
         }
-        // Drain our own load's activities once so the latency runs start from a quiet state.
-        engine.run_cycle(CycleOptions::default()).await?;
+        run.load_timings = Some(report.timings.clone());
+        // Read back the load's own activities (echoes) so the latency runs start from a quiet state.
+        let drain = Instant::now();
+        loop {
+            let r = engine.run_cycle(CycleOptions::default()).await?;
+            run.drain_cycles += 1;
+            if !r.marketo_backlog || run.drain_cycles > 10_000 {
+                break;
+            }
+        }
+        run.drain_seconds = drain.elapsed().as_secs_f64();
         if args.samples > 0 {
             latency(
                 args, &engine, &http, &api_url, &dv_url, &mk_url, &emu.json, &mut run,
