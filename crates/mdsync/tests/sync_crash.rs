@@ -49,6 +49,30 @@ async fn kill_after(pair: &Pair, ms: u64) -> bool {
     .expect("join")
 }
 
+/// Adds (or removes) latency on every Dataverse and Marketo API call.
+async fn slow_down(pair: &Pair, on: bool) {
+    let dv = pair.dv.description().url.clone();
+    let mk = pair.mk.description().url.clone();
+    for (base, path, ms) in [(dv, "/api/data/", 60), (mk, "/rest/", 150)] {
+        if on {
+            pair.post(
+                &base,
+                "/_emulator/faults",
+                json!({"path_contains": path, "latency_ms": ms}),
+            )
+            .await;
+        } else {
+            let r = pair
+                .http
+                .delete(format!("{base}/_emulator/faults"))
+                .send()
+                .await
+                .expect("clear faults");
+            assert!(r.status().is_success());
+        }
+    }
+}
+
 /// Runs complete cycles until one writes nothing (at most 5).
 async fn converge(pair: &Pair) {
     for _ in 0..5 {
@@ -70,15 +94,33 @@ async fn sigkill_anywhere_then_restart_converges() {
         .await;
     let mut rng = Rng(0x5eed_2026_1124);
     let mut killed = 0;
+    // Latency on every API call makes a run last seconds whatever the machine's speed, so the kill
+    // points land inside the runs (writes, reads and commits alike).
+    slow_down(&pair, true).await;
 
     // Initial load, killed at five random points.
     for _ in 0..5 {
-        let ms = rng.below(40, 900);
+        let ms = rng.below(150, 2000);
         let k = kill_after(&pair, ms).await;
         eprintln!("run killed after {ms} ms: {k}");
         killed += k as u32;
     }
+    // Killed runs committed part of the load (the restart resumes it rather than starting over).
+    let status: Value =
+        serde_json::from_str(&pair.ok(&["status", "--json"]).await).expect("status");
+    let linked: u64 = status["entities"]
+        .as_array()
+        .expect("entities")
+        .iter()
+        .map(|e| e["linked"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(
+        linked > 0 && linked < 1820,
+        "partial progress before the restart: {status}"
+    );
+    slow_down(&pair, false).await;
     converge(&pair).await;
+    slow_down(&pair, true).await;
 
     // Both sides edit: humans in Dynamics (leads), marketers in Marketo (contacts), and both on ten leads.
     let leads = pair.crm_rows("leads", "leadid").await;
@@ -111,14 +153,15 @@ async fn sigkill_anywhere_then_restart_converges() {
     }
     // Incremental cycles, killed at three random points.
     for _ in 0..3 {
-        let ms = rng.below(15, 250);
+        let ms = rng.below(100, 900);
         let k = kill_after(&pair, ms).await;
         eprintln!("run killed after {ms} ms: {k}");
         killed += k as u32;
     }
+    slow_down(&pair, false).await;
     converge(&pair).await;
     assert!(
-        killed >= 5,
+        killed >= 7,
         "only {killed} runs were actually killed mid-way"
     );
 
