@@ -286,3 +286,43 @@ async fn handler_panic_answers_500_and_server_survives() {
     assert_eq!(r.status(), 200);
     env.running.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn execution_time_limit_answers_429() {
+    let limits = LimitSettings {
+        max_execution_ms: 30,
+        ..LimitSettings::default()
+    };
+    let env = start_with(Config {
+        limits_enabled: true,
+        limits,
+        ..Config::default()
+    })
+    .await;
+    let r = env
+        .http
+        .post(format!("{}/_emulator/faults", env.url))
+        .json(&json!({"path_contains": "RetrieveVersion", "latency_ms": 60, "count": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = env
+        .call(
+            Method::GET,
+            "RetrieveVersion()",
+            &env.admin_token,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = env
+        .call(Method::GET, "WhoAmI", &env.admin_token, None, &[])
+        .await;
+    assert!(r.headers().contains_key("Retry-After"));
+    let (s, code, msg) = error_code(r).await;
+    assert_eq!((s, code.as_str()), (429, "0x80072321"));
+    assert!(msg.starts_with("Combined execution time of incoming requests exceeded limit of 30 milliseconds over time window of 300 seconds."), "{msg}");
+    env.running.shutdown().await.unwrap();
+}
