@@ -11,6 +11,7 @@
 mod error;
 mod migrations;
 pub mod model;
+mod record_fps;
 mod sqlite;
 
 use std::io::Write;

@@ -26,6 +26,7 @@ use crate::model::{
     Backlog, Cursor, CycleCommit, CycleRecord, CycleStatus, DeadLetter, DeadLetterQuery,
     ExportFormat, NewDeadLetter, StoredConflict,
 };
+use crate::record_fps::{self, FieldDictionary, FpMap};
 
 /// SQLite caps bound parameters per statement; lookups are split into chunks of this size.
 const IN_CHUNK: usize = 500;
@@ -34,6 +35,7 @@ const IN_CHUNK: usize = 500;
 pub struct SqliteStateStore {
     conn: Connection,
     path: PathBuf,
+    fields: FieldDictionary,
 }
 
 impl std::fmt::Debug for SqliteStateStore {
@@ -203,7 +205,8 @@ impl SqliteStateStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrations::migrate(&mut conn, &path.display().to_string())?;
-        Ok(SqliteStateStore { conn, path })
+        let fields = FieldDictionary::load(&conn)?;
+        Ok(SqliteStateStore { conn, path, fields })
     }
 
     pub fn path(&self) -> &Path {
@@ -224,12 +227,16 @@ impl SqliteStateStore {
             LinkChange::Upsert(link) => {
                 // A Marketo id belongs to one record: a relink (qualify) moves it.
                 if let Some(mid) = link.marketo_id {
-                    tx.execute(
+                    tx.prepare_cached(
                         "DELETE FROM links WHERE object = ?1 AND marketo_id = ?2 AND crm_id <> ?3",
-                        params![link.object.as_str(), mid, link.crm_id.to_string()],
-                    )?;
+                    )?
+                    .execute(params![
+                        link.object.as_str(),
+                        mid,
+                        link.crm_id.to_string()
+                    ])?;
                 }
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO links (crm_entity, crm_id, object, marketo_id, filter_state, created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT (crm_entity, crm_id) DO UPDATE SET
@@ -237,26 +244,24 @@ impl SqliteStateStore {
                        marketo_id = COALESCE(excluded.marketo_id, links.marketo_id),
                        filter_state = excluded.filter_state,
                        updated_at = excluded.updated_at",
-                    params![
+                )?
+                .execute(params![
                         link.crm_entity.logical_name(),
                         link.crm_id.to_string(),
                         link.object.as_str(),
                         link.marketo_id,
                         link.filter.as_str(),
-                        ts(link.created_at),
-                        now,
-                    ],
-                )?;
+                    ts(link.created_at),
+                    now,
+                ])?;
             }
             LinkChange::Remove { crm_entity, crm_id } => {
                 tx.execute(
                     "DELETE FROM links WHERE crm_entity = ?1 AND crm_id = ?2",
                     params![crm_entity.logical_name(), crm_id.to_string()],
                 )?;
-                tx.execute(
-                    "DELETE FROM fingerprints WHERE crm_id = ?1",
-                    params![crm_id.to_string()],
-                )?;
+                tx.prepare_cached("DELETE FROM record_fps WHERE crm_id = ?1")?
+                    .execute(params![crm_id.to_string()])?;
             }
         }
         Ok(())
@@ -302,6 +307,67 @@ impl SqliteStateStore {
             ],
         )?;
         Ok(())
+    }
+
+    /// Merges a commit's fingerprints into each record's stored map (one row per record). Returns the
+    /// field names interned in `tx`, for the dictionary once the transaction commits.
+    fn write_fingerprints(
+        tx: &Transaction<'_>,
+        fields: &FieldDictionary,
+        commit: &CycleCommit,
+        now: &str,
+    ) -> Result<Vec<(u32, Side, String)>, StateError> {
+        let mut interned: Vec<(u32, Side, String)> = Vec::new();
+        // Per record, in first-seen order; later entries for the same field win.
+        let mut order: Vec<Uuid> = Vec::new();
+        let mut maps: std::collections::HashMap<Uuid, FpMap> = std::collections::HashMap::new();
+        for f in &commit.effects.fingerprints {
+            let id = match fields.id(f.side, &f.field) {
+                Some(id) => id,
+                None => match interned
+                    .iter()
+                    .find(|(_, s, n)| *s == f.side && *n == f.field)
+                {
+                    Some((id, _, _)) => *id,
+                    None => {
+                        let id = FieldDictionary::intern(tx, f.side, &f.field)?;
+                        interned.push((id, f.side, f.field.clone()));
+                        id
+                    }
+                },
+            };
+            maps.entry(f.crm_id)
+                .or_insert_with(|| {
+                    order.push(f.crm_id);
+                    FpMap::new()
+                })
+                .insert(id, f.fingerprint.0);
+        }
+        if order.is_empty() {
+            return Ok(interned);
+        }
+        let mut read = tx.prepare_cached("SELECT fps FROM record_fps WHERE crm_id = ?1")?;
+        let mut write = tx.prepare_cached(
+            "INSERT INTO record_fps (crm_id, fps, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (crm_id) DO UPDATE SET fps = excluded.fps, updated_at = excluded.updated_at",
+        )?;
+        for crm_id in order {
+            let Some(new) = maps.remove(&crm_id) else {
+                continue;
+            };
+            let key = crm_id.to_string();
+            let stored: Option<Vec<u8>> = read.query_row(params![key], |r| r.get(0)).optional()?;
+            let merged = match stored {
+                Some(blob) => {
+                    let mut map = record_fps::decode(&blob)?;
+                    map.extend(new);
+                    map
+                }
+                None => new,
+            };
+            write.execute(params![key, record_fps::encode(&merged), now])?;
+        }
+        Ok(interned)
     }
 
     /// Streams dead letters matching `query` (ignoring its `limit`/`after_id`) to `f`, in id order.
@@ -410,25 +476,25 @@ impl StateStore for SqliteStateStore {
         for chunk in crm_ids.chunks(IN_CHUNK) {
             let marks = vec!["?"; chunk.len()].join(",");
             let mut stmt = self.conn.prepare_cached(&format!(
-                "SELECT crm_id, side, field, fp FROM fingerprints WHERE crm_id IN ({marks})"
+                "SELECT crm_id, fps FROM record_fps WHERE crm_id IN ({marks})"
             ))?;
-            let rows =
-                stmt.query_map(params_from_iter(chunk.iter().map(|u| u.to_string())), |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, i64>(3)?,
-                    ))
-                })?;
-            for row in rows {
-                let (crm_id, side, field, fp) = row?;
-                out.push(FieldFingerprint {
-                    crm_id: parse_uuid(&crm_id)?,
-                    side: parse_enum::<Side>("side", &side)?,
-                    field,
-                    fingerprint: Fingerprint(fp),
-                });
+            let mut rows = stmt.query(params_from_iter(chunk.iter().map(|u| u.to_string())))?;
+            while let Some(row) = rows.next()? {
+                let crm_id = parse_uuid(&row.get::<_, String>(0)?)?;
+                let map = record_fps::decode(&row.get::<_, Vec<u8>>(1)?)?;
+                for (id, fp) in map {
+                    let (side, field) =
+                        self.fields.name(id).ok_or_else(|| StateError::Corrupt {
+                            what: "fingerprint field id",
+                            value: id.to_string(),
+                        })?;
+                    out.push(FieldFingerprint {
+                        crm_id,
+                        side: *side,
+                        field: field.clone(),
+                        fingerprint: Fingerprint(fp),
+                    });
+                }
             }
         }
         Ok(out)
@@ -460,21 +526,7 @@ impl StateStore for SqliteStateStore {
         for change in &commit.effects.links {
             Self::apply_link_change(&tx, change, &now)?;
         }
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO fingerprints (crm_id, side, field, fp, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (crm_id, side, field) DO UPDATE SET fp = excluded.fp, updated_at = excluded.updated_at",
-            )?;
-            for f in &commit.effects.fingerprints {
-                stmt.execute(params![
-                    f.crm_id.to_string(),
-                    f.side.as_str(),
-                    f.field,
-                    f.fingerprint.0,
-                    now
-                ])?;
-            }
-        }
+        let interned = Self::write_fingerprints(&tx, &self.fields, commit, &now)?;
         for d in &commit.dead_letters {
             Self::insert_dead_letter(&tx, d, &now)?;
         }
@@ -512,6 +564,9 @@ impl StateStore for SqliteStateStore {
             )?;
         }
         tx.commit()?;
+        for (id, side, field) in interned {
+            self.fields.insert(id, side, field);
+        }
         Ok(())
     }
 
