@@ -19,6 +19,11 @@ pub const CHANGE_DATA_VALUE: i64 = 13;
 pub const MERGE_LEADS: i64 = 32;
 pub const DELETE_LEAD: i64 = 37;
 
+/// SQL condition over an `activities` row: false for the activities of a deleted lead (the real service
+/// deletes a lead's activity history with it), except its Delete Lead record.
+pub const LIVE_LEAD: &str =
+    "(type_id = 37 OR NOT EXISTS (SELECT 1 FROM deleted_leads d WHERE d.id = activities.lead_id))";
+
 /// Who made a change; API writes carry the API user's attributes.
 pub struct Actor<'a> {
     kind: ActorKind<'a>,
@@ -509,7 +514,7 @@ fn scan(
     let end = (start + block).min(max_id).max(start);
     let sql = format!(
         "SELECT id, lead_id, activity_at, type_id, pav_id, pav, fields, attributes FROM activities
-         WHERE id > ? AND id <= ? AND ({}) ORDER BY id LIMIT ?",
+         WHERE id > ? AND id <= ? AND ({}) AND {LIVE_LEAD} ORDER BY id LIMIT ?",
         scan.filter
     );
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -621,14 +626,24 @@ fn ids_param(ctx: &Ctx, name: &str, max: usize) -> Result<Vec<i64>, ApiError> {
         .collect()
 }
 
-fn lead_filter(ctx: &Ctx, filter: &mut String, binds: &mut Vec<String>) -> Result<(), ApiError> {
+fn lead_filter(
+    state: &AppState,
+    ctx: &Ctx,
+    filter: &mut String,
+    binds: &mut Vec<String>,
+) -> Result<(), ApiError> {
     let lead_ids = ids_param(ctx, "leadIds", 30)?;
     if !lead_ids.is_empty() {
         filter.push_str(" AND lead_id IN (SELECT value FROM json_each(?))");
         binds.push(serde_json::to_string(&lead_ids).unwrap_or_default());
     }
     if let Some(list) = ctx.params.get("listId") {
-        return Err(ApiError::new("1013", format!("List '{list}' not found")));
+        let id = list
+            .parse::<i64>()
+            .map_err(|_| ApiError::invalid_value(&list, "integer"))?;
+        crate::lists::require(&state.store.lock(), id)?;
+        filter.push_str(" AND lead_id IN (SELECT lead_id FROM list_members WHERE list_id = ?)");
+        binds.push(id.to_string());
     }
     Ok(())
 }
@@ -641,7 +656,7 @@ pub fn activities(state: &AppState, ctx: &Ctx) -> ApiResult {
     }
     let mut filter = String::from("type_id IN (SELECT value FROM json_each(?))");
     let mut binds = vec![serde_json::to_string(&types).unwrap_or_default()];
-    lead_filter(ctx, &mut filter, &mut binds)?;
+    lead_filter(state, ctx, &mut filter, &mut binds)?;
     scan(
         state,
         ctx,
@@ -671,7 +686,7 @@ pub fn lead_changes(state: &AppState, ctx: &Ctx) -> ApiResult {
         "(type_id = {NEW_LEAD} OR (type_id = {CHANGE_DATA_VALUE} AND pav_id IN (SELECT value FROM json_each(?))))"
     );
     let mut binds = vec![serde_json::to_string(&field_ids).unwrap_or_default()];
-    lead_filter(ctx, &mut filter, &mut binds)?;
+    lead_filter(state, ctx, &mut filter, &mut binds)?;
     scan(
         state,
         ctx,
@@ -688,7 +703,8 @@ fn push_activity(row: &ActivityRow, out: &mut String) {
 }
 
 /// A lead-change record written straight from the stored JSON (no parse / re-serialise):
-/// `{"id","marketoGUID","leadId","activityDate","activityTypeId","fields":[..],"attributes":[..,Lead ID]}`.
+/// `{"id","marketoGUID","leadId","activityDate","activityTypeId","fields":[..],"attributes":[..,Lead ID]}`
+/// (New Lead: `"fields":[]`, no `Lead ID`, as recorded from the real service).
 fn push_lead_change(row: &ActivityRow, out: &mut String) {
     use std::fmt::Write;
     let _ = write!(
@@ -700,6 +716,13 @@ fn push_lead_change(row: &ActivityRow, out: &mut String) {
         kind = row.type_id,
         fields = row.fields.as_deref().unwrap_or("[]"),
     );
+    // Real New Lead rows carry `"fields":[]` and their own attributes only; Change Data Value rows end
+    // with a `Lead ID` attribute.
+    if row.type_id != CHANGE_DATA_VALUE {
+        out.push_str(&row.attributes);
+        out.push('}');
+        return;
+    }
     let lead_id = format!(r#"{{"name":"Lead ID","value":{}}}]"#, row.lead_id);
     match row.attributes.trim_end().strip_suffix(']') {
         Some(head) if head.trim_end().ends_with('[') => {

@@ -23,6 +23,9 @@ pub fn routes() -> Router<AppRef> {
         .route("/_emulator/marketer-edits", post(marketer_edit))
         .route("/_emulator/users", get(list_users).post(add_user))
         .route("/_emulator/partitions", post(add_partition))
+        .route("/_emulator/lists", post(add_list))
+        .route("/_emulator/programs", post(add_program))
+        .route("/_emulator/campaigns", post(add_campaign))
         .route("/_emulator/usage", get(usage))
 }
 
@@ -63,7 +66,8 @@ async fn reset(State(state): State<AppRef>) -> Response {
         let conn = state.store.lock();
         let result = conn.execute_batch(
             "DELETE FROM lead_index; DELETE FROM leads; DELETE FROM activities; DELETE FROM objects;
-             DELETE FROM export_jobs;",
+             DELETE FROM export_jobs; DELETE FROM deleted_leads; DELETE FROM list_members;
+             DELETE FROM program_members;",
         );
         drop(conn);
         state.limits.reset();
@@ -243,6 +247,96 @@ async fn add_partition(State(state): State<AppRef>, body: Bytes) -> Response {
             )
                 .into_response(),
             Err(err) => bad(format!("cannot create partition: {err}")),
+        }
+    })
+    .await
+}
+
+fn text(request: &Map<String, Value>, key: &str) -> Option<String> {
+    request.get(key).and_then(Value::as_str).map(String::from)
+}
+
+/// `{"name":"Webinar invitees","description":"..","programName":".."}` → a static list (marketers make
+/// lists in the UI; the API only reads them and changes their members).
+async fn add_list(State(state): State<AppRef>, body: Bytes) -> Response {
+    let request = match parse_object(&body) {
+        Ok(m) => m,
+        Err(r) => return *r,
+    };
+    let Some(name) = text(&request, "name") else {
+        return bad("'name' is required");
+    };
+    blocking(move || {
+        let conn = state.store.lock();
+        match crate::lists::create(
+            &conn,
+            &name,
+            text(&request, "description").as_deref(),
+            text(&request, "programName").as_deref(),
+        ) {
+            Ok(list) => (StatusCode::CREATED, axum::Json(list)).into_response(),
+            Err(err) => bad(format!("cannot create list: {err}")),
+        }
+    })
+    .await
+}
+
+/// `{"name":"Spring Webinar","type":"Event","channel":"Webinar","description":".."}` → a program.
+async fn add_program(State(state): State<AppRef>, body: Bytes) -> Response {
+    let request = match parse_object(&body) {
+        Ok(m) => m,
+        Err(r) => return *r,
+    };
+    let Some(name) = text(&request, "name") else {
+        return bad("'name' is required");
+    };
+    blocking(move || {
+        let conn = state.store.lock();
+        match crate::programs::create_program(
+            &conn,
+            &name,
+            text(&request, "type").as_deref().unwrap_or("Default"),
+            text(&request, "channel")
+                .as_deref()
+                .unwrap_or("Online Advertising"),
+            text(&request, "description").as_deref(),
+        ) {
+            Ok(program) => (StatusCode::CREATED, axum::Json(program)).into_response(),
+            Err(err) => bad(format!("cannot create program: {err}")),
+        }
+    })
+    .await
+}
+
+/// `{"name":"Nurture","type":"batch"|"trigger","programName":"..","active":true}` → a smart campaign.
+async fn add_campaign(State(state): State<AppRef>, body: Bytes) -> Response {
+    let request = match parse_object(&body) {
+        Ok(m) => m,
+        Err(r) => return *r,
+    };
+    let Some(name) = text(&request, "name") else {
+        return bad("'name' is required");
+    };
+    let kind = text(&request, "type").unwrap_or_else(|| "batch".into());
+    if kind != "batch" && kind != "trigger" {
+        return bad("'type' must be 'batch' or 'trigger'");
+    }
+    let active = request
+        .get("active")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    blocking(move || {
+        let conn = state.store.lock();
+        match crate::programs::create_campaign(
+            &conn,
+            &name,
+            &kind,
+            text(&request, "programName").as_deref(),
+            active,
+            text(&request, "description").as_deref(),
+        ) {
+            Ok(campaign) => (StatusCode::CREATED, axum::Json(campaign)).into_response(),
+            Err(err) => bad(format!("cannot create campaign: {err}")),
         }
     })
     .await

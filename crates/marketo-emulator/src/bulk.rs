@@ -244,6 +244,12 @@ pub fn create(state: &AppState, ctx: &Ctx, kind: Kind) -> ApiResult {
                     return Err(ApiError::invalid_data(format!("{list} not found")));
                 }
             }
+            if updated.is_some() && state.config.bulk_updated_at_filter_unsupported {
+                return Err(ApiError::new(
+                    "1035",
+                    "Unsupported filter type for target subscription",
+                ));
+            }
             if created.is_some() == updated.is_some() {
                 return Err(ApiError::invalid_data(
                     "Exactly one of createdAt, updatedAt, staticListId, staticListName, smartListId or smartListName is required",
@@ -776,11 +782,12 @@ fn run(state: &AppState, id: &str) -> Result<(), StoreError> {
                 .and_then(Value::as_array)
                 .map(|a| a.iter().filter_map(Value::as_i64).collect())
                 .unwrap_or_default();
-            let mut stmt = reader.prepare(
+            let mut stmt = reader.prepare(&format!(
                 "SELECT id, lead_id, activity_at, type_id, pav_id, pav, fields, attributes FROM activities
-                 WHERE activity_at >= ?1 AND activity_at <= ?2 AND type_id != 37
+                 WHERE activity_at >= ?1 AND activity_at <= ?2 AND type_id != 37 AND {}
                  AND (?3 = '[]' OR type_id IN (SELECT value FROM json_each(?3))) ORDER BY id",
-            )?;
+                crate::activities::LIVE_LEAD
+            ))?;
             let mut rows = stmt.query(params![start, end, serde_json::to_string(&types)?])?;
             while let Some(row) = rows.next()? {
                 let record = crate::activities::activity_record(&crate::activities::read_row(row)?);

@@ -423,18 +423,27 @@ impl Catalog {
         })
     }
 
-    /// Resolves a `fields` parameter: every name must exist (1006), defaults when empty.
+    /// Resolves a `fields` parameter: every name must exist (1006), defaults when empty. `id` is always
+    /// returned, requested or not (recorded real responses: `?fields=email` → `{"id":1,"email":..}`).
     pub fn select(&self, names: &[String]) -> Result<Vec<&FieldDef>, ApiError> {
         if names.is_empty() {
             return Ok(DEFAULT_FIELDS.iter().filter_map(|n| self.get(n)).collect());
         }
-        names
-            .iter()
-            .map(|n| {
-                self.get(n)
-                    .ok_or_else(|| ApiError::new("1006", format!("Field '{n}' not found")))
-            })
-            .collect()
+        let mut selected: Vec<&FieldDef> = Vec::with_capacity(names.len() + 1);
+        if !names.iter().any(|n| n == "id")
+            && let Some(id) = self.get("id")
+        {
+            selected.push(id);
+        }
+        for n in names {
+            let def = self
+                .get(n)
+                .ok_or_else(|| ApiError::new("1006", format!("Field '{n}' not found")))?;
+            if !selected.iter().any(|d| d.id == def.id) {
+                selected.push(def);
+            }
+        }
+        Ok(selected)
     }
 
     /// `GET /rest/v1/leads/describe.json` records.
@@ -508,6 +517,14 @@ impl FieldDef {
         Value::Object(m)
     }
 
+    /// 1003 for an integer outside the 32-bit range Marketo stores.
+    fn out_of_range(&self, text: &str) -> ApiError {
+        ApiError::invalid_data(format!(
+            "Value '{text}' for field '{}' is out of range: integer fields hold -2147483648 to 2147483647",
+            self.name
+        ))
+    }
+
     /// Checks and normalises a value sent for this field; `Ok(Value::Null)` clears it.
     pub fn coerce(&self, value: &Value) -> Result<Value, ApiError> {
         if value.is_null() {
@@ -519,16 +536,39 @@ impl FieldDef {
         };
         let bad = || ApiError::invalid_value(&text, &self.data_type);
         match self.data_type.as_str() {
-            "integer" | "score" | "reference" => match value {
-                Value::Number(n) if n.is_i64() => Ok(value.clone()),
-                Value::Number(n) => n
-                    .as_f64()
-                    .filter(|f| f.fract() == 0.0)
-                    .map(|f| json!(f as i64))
-                    .ok_or_else(bad),
-                Value::String(s) => s.trim().parse::<i64>().map(|i| json!(i)).map_err(|_| bad()),
-                _ => Err(bad()),
-            },
+            "integer" | "score" | "reference" => {
+                let parsed = match value {
+                    Value::Number(n) if n.is_i64() => n.as_i64(),
+                    Value::Number(n) => n
+                        .as_f64()
+                        .filter(|f| f.fract() == 0.0 && f.abs() < 1e18)
+                        .map(|f| f as i64),
+                    Value::String(s) => s.trim().parse::<i64>().ok(),
+                    _ => None,
+                };
+                let i = match (parsed, value) {
+                    (Some(i), _) => i,
+                    // Digits too long for 64 bits are still a number out of range, not a bad type.
+                    (None, Value::Number(n)) if n.as_f64().is_some_and(|f| f.fract() == 0.0) => {
+                        return Err(self.out_of_range(&text));
+                    }
+                    (None, Value::String(s))
+                        if s.trim()
+                            .trim_start_matches('-')
+                            .bytes()
+                            .all(|b| b.is_ascii_digit())
+                            && !s.trim().trim_start_matches('-').is_empty() =>
+                    {
+                        return Err(self.out_of_range(&text));
+                    }
+                    _ => return Err(bad()),
+                };
+                // Marketo integer fields are 32-bit (`reference` ids are not user-set values).
+                if self.data_type != "reference" && i32::try_from(i).is_err() {
+                    return Err(self.out_of_range(&text));
+                }
+                Ok(json!(i))
+            }
             "float" | "currency" | "percent" => match value {
                 Value::Number(_) => Ok(value.clone()),
                 Value::String(s) => s

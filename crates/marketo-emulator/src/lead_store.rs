@@ -244,7 +244,8 @@ pub fn create(
     Ok(id)
 }
 
-/// Deletes a lead and logs Delete Lead; false when it did not exist.
+/// Deletes a lead (and, for readers, its activities and memberships) and logs Delete Lead; false when it
+/// did not exist.
 pub fn delete(conn: &Connection, id: i64, now: i64, actor: &Actor<'_>) -> Result<bool, StoreError> {
     let Some(lead) = load(conn, id)? else {
         return Ok(false);
@@ -252,6 +253,13 @@ pub fn delete(conn: &Connection, id: i64, now: i64, actor: &Actor<'_>) -> Result
     conn.prepare_cached("DELETE FROM lead_index WHERE lead_id = ?1")?
         .execute([id])?;
     conn.prepare_cached("DELETE FROM leads WHERE id = ?1")?
+        .execute([id])?;
+    // Its activities go with it (every read skips them); the Delete Lead record stays.
+    conn.prepare_cached("INSERT OR IGNORE INTO deleted_leads(id) VALUES (?1)")?
+        .execute([id])?;
+    conn.prepare_cached("DELETE FROM list_members WHERE lead_id = ?1")?
+        .execute([id])?;
+    conn.prepare_cached("DELETE FROM program_members WHERE lead_id = ?1")?
         .execute([id])?;
     activities::log_delete(conn, &lead, now, actor)?;
     Ok(true)

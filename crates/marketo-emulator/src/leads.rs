@@ -183,13 +183,27 @@ pub fn sync(state: &AppState, ctx: &Ctx) -> ApiResult {
             return Err(ApiError::invalid_data(format!("Invalid action '{other}'")));
         }
     };
+    let mut conn = state.store.lock();
+    let tx = conn.transaction()?;
+    let result = sync_batch(&tx, ctx, &input, action, "syncLead")?;
+    tx.commit()?;
+    Ok(Reply::result(result))
+}
+
+/// The shared body of Sync Leads and Push Lead: `lookupField`/`partitionName` checks, then one
+/// per-record outcome per input record, in input order.
+fn sync_batch(
+    tx: &rusqlite::Connection,
+    ctx: &Ctx,
+    input: &[Value],
+    action: Action,
+    method: &'static str,
+) -> Result<Vec<Value>, ApiError> {
     let lookup = ctx
         .params
         .get("lookupField")
         .unwrap_or_else(|| "email".into());
-    let mut conn = state.store.lock();
-    let tx = conn.transaction()?;
-    let catalog = fields::load(&tx)?;
+    let catalog = fields::load(tx)?;
     let def = catalog
         .get(&lookup)
         .ok_or_else(|| ApiError::new("1006", format!("Field '{lookup}' not found")))?;
@@ -218,11 +232,11 @@ pub fn sync(state: &AppState, ctx: &Ctx) -> ApiResult {
         None => None,
     };
     let now = crate::time::now();
-    let actor = api_actor(ctx, "syncLead");
+    let actor = api_actor(ctx, method);
     let mut result = Vec::with_capacity(input.len());
-    for record in &input {
+    for record in input {
         let outcome = sync_one(
-            &tx,
+            tx,
             &catalog,
             record,
             action,
@@ -234,8 +248,83 @@ pub fn sync(state: &AppState, ctx: &Ctx) -> ApiResult {
         )?;
         result.push(outcome);
     }
+    Ok(result)
+}
+
+/// `POST /rest/v1/leads/push.json` `{"programName","programStatus?","lookupField?","partitionName?",
+/// "source?","reason?","input":[..]}`: upserts like Sync Leads (createOrUpdate) and makes every created or
+/// updated lead a member of the program; per-record `{"id","status"}` in input order.
+pub fn push(state: &AppState, ctx: &Ctx) -> ApiResult {
+    let program = ctx.params.get("programName").ok_or_else(|| {
+        ApiError::new(
+            "1002",
+            "Missing value for the required parameter 'programName'",
+        )
+    })?;
+    let input = input_records(ctx, MAX_BATCH)?;
+    let status = ctx
+        .params
+        .get("programStatus")
+        .unwrap_or_else(|| "Member".into());
+    let mut conn = state.store.lock();
+    let tx = conn.transaction()?;
+    let program_id = crate::programs::program_id(&tx, &program)?
+        .ok_or_else(|| ApiError::new("1013", format!("Program '{program}' not found")))?;
+    let result = sync_batch(
+        &tx,
+        ctx,
+        &input,
+        Action::CreateOrUpdate,
+        "pushLeadToMarketo",
+    )?;
+    for record in &result {
+        if let (Some(id), Some("created" | "updated")) =
+            (record["id"].as_i64(), record["status"].as_str())
+        {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO program_members(program_id, lead_id, status) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![program_id, id, status])?;
+        }
+    }
     tx.commit()?;
     Ok(Reply::result(result))
+}
+
+/// `POST /rest/v1/leads/{id}/associate.json?cookie=id:AAA-BBB-CCC&token:_mch-...`: links a Munchkin cookie
+/// to the lead (its `cookies` field, searchable with `filterType=cookies`). Answers just
+/// `requestId`/`success` like the real service; 1004 unknown lead, 1012 malformed cookie.
+pub fn associate(state: &AppState, ctx: &Ctx, id: &str) -> ApiResult {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::invalid_value(id, "integer"))?;
+    let cookie = ctx.params.get("cookie").ok_or_else(|| {
+        ApiError::new("1002", "Missing value for the required parameter 'cookie'")
+    })?;
+    if !cookie.contains("_mch-") {
+        return Err(ApiError::new(
+            "1012",
+            format!("Invalid cookie value '{cookie}'"),
+        ));
+    }
+    let mut conn = state.store.lock();
+    let tx = conn.transaction()?;
+    let catalog = fields::load(&tx)?;
+    let mut lead =
+        lead_store::load(&tx, id)?.ok_or_else(|| ApiError::new("1004", "Lead not found"))?;
+    let mut change = Map::new();
+    change.insert("cookies".into(), json!(cookie));
+    let actor = api_actor(ctx, "associateLead");
+    lead_store::update(
+        &tx,
+        &catalog,
+        &mut lead,
+        &change,
+        crate::time::now(),
+        &actor,
+    )?;
+    tx.commit()?;
+    Ok(Reply::Envelope(Map::new()))
 }
 
 #[allow(clippy::too_many_arguments)]

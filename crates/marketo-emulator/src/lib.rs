@@ -57,9 +57,11 @@ mod identity;
 mod lead_store;
 mod leads;
 mod limits;
+mod lists;
 mod objects;
 mod paging;
 mod params;
+mod programs;
 mod routes;
 mod seed;
 mod store;
@@ -100,6 +102,9 @@ pub struct Config {
     pub bulk_daily_bytes: u64,
     /// The real status granularity (60 s between status changes); off by default so tests are fast.
     pub bulk_status_delay: Duration,
+    /// A subscription without the bulk `updatedAt` filter: lead exports filtered on `updatedAt` answer
+    /// 1035 "Unsupported filter type for target subscription" (tap-marketo's "Corona" probe path).
+    pub bulk_updated_at_filter_unsupported: bool,
 }
 
 impl Default for Config {
@@ -119,6 +124,7 @@ impl Default for Config {
             bulk_max_queued: 10,
             bulk_daily_bytes: 500 * 1024 * 1024,
             bulk_status_delay: Duration::ZERO,
+            bulk_updated_at_filter_unsupported: false,
         }
     }
 }

@@ -16,6 +16,9 @@ pub enum Kind {
     Company,
     Opportunity,
     Role,
+    /// Sales owners (Dynamics system users): leads, companies and opportunities point at them through
+    /// `externalSalesPersonId`.
+    SalesPerson,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +129,77 @@ const OPPORTUNITY_FIELDS: &[FieldSpec] = &[
     ("updatedAt", "Updated At", "datetime", None, false),
 ];
 
+/// `GET /rest/v1/salespersons/describe.json` (names, display names and flags from the Sales Persons doc;
+/// the person fields are the ones its examples sync).
+const SALES_PERSON_FIELDS: &[FieldSpec] = &[
+    ("id", "Marketo Id", "integer", None, false),
+    ("createdAt", "Created At", "datetime", None, false),
+    ("updatedAt", "Updated At", "datetime", None, false),
+    ("email", "Email", "string", Some(255), false),
+    (
+        "externalSalesPersonId",
+        "External Sales Person Id",
+        "string",
+        Some(255),
+        false,
+    ),
+    ("firstName", "First Name", "string", Some(255), true),
+    ("lastName", "Last Name", "string", Some(255), true),
+    ("phone", "Phone Number", "phone", Some(255), true),
+    (
+        "mobilePhone",
+        "Mobile Phone Number",
+        "phone",
+        Some(255),
+        true,
+    ),
+    ("fax", "Fax Number", "phone", Some(255), true),
+    ("title", "Job Title", "string", Some(255), true),
+];
+
+/// `GET /rest/v1/namedaccounts/describe.json` (read-only here: named accounts are not synced by mdsync).
+const NAMED_ACCOUNT_FIELDS: &[FieldSpec] = &[
+    ("marketoGUID", "Marketo GUID", "string", Some(36), false),
+    ("name", "Name", "string", Some(255), false),
+    ("createdAt", "Created At", "datetime", None, false),
+    ("updatedAt", "Updated At", "datetime", None, false),
+    ("annualRevenue", "Annual Revenue", "currency", None, true),
+    ("city", "City", "string", Some(255), true),
+    ("country", "Country", "string", Some(255), true),
+    ("domainName", "Domain Name", "string", Some(255), true),
+    ("industry", "Industry", "string", Some(255), true),
+    ("logoUrl", "Logo Url", "string", Some(255), true),
+    ("numberOfEmployees", "Num Employees", "integer", None, true),
+    ("sicCode", "SIC Code", "string", Some(40), true),
+    ("state", "State", "string", Some(255), true),
+    (
+        "membershipCount",
+        "Membership Count",
+        "integer",
+        None,
+        false,
+    ),
+    ("opptyAmount", "Opportunity Amount", "currency", None, false),
+    ("opptyCount", "Opportunity Count", "integer", None, false),
+];
+
+/// The named-account describe record (the object itself is not stored).
+pub fn describe_named_accounts() -> ApiResult {
+    Ok(Reply::result(vec![describe_record(
+        "Named Account",
+        NAMED_ACCOUNT_FIELDS,
+        "marketoGUID",
+        &["name"],
+        vec![
+            vec!["name"],
+            vec!["marketoGUID"],
+            vec!["domainName"],
+            vec!["city"],
+            vec!["country"],
+        ],
+    )]))
+}
+
 const ROLE_FIELDS: &[FieldSpec] = &[
     ("marketoGUID", "Marketo GUID", "string", Some(36), false),
     (
@@ -162,6 +236,9 @@ impl Kind {
             ["opportunities", "roles.json"] => (Kind::Role, Action::Root),
             ["opportunities", "roles", "describe.json"] => (Kind::Role, Action::Describe),
             ["opportunities", "roles", "delete.json"] => (Kind::Role, Action::Delete),
+            ["salespersons.json"] => (Kind::SalesPerson, Action::Root),
+            ["salespersons", "describe.json"] => (Kind::SalesPerson, Action::Describe),
+            ["salespersons", "delete.json"] => (Kind::SalesPerson, Action::Delete),
             _ => return None,
         })
     }
@@ -171,6 +248,7 @@ impl Kind {
             Kind::Company => "company",
             Kind::Opportunity => "opportunity",
             Kind::Role => "role",
+            Kind::SalesPerson => "salesperson",
         }
     }
 
@@ -179,6 +257,7 @@ impl Kind {
             Kind::Company => "Company",
             Kind::Opportunity => "Opportunity",
             Kind::Role => "Opportunity Role",
+            Kind::SalesPerson => "SalesPerson",
         }
     }
 
@@ -187,14 +266,21 @@ impl Kind {
             Kind::Company => COMPANY_FIELDS,
             Kind::Opportunity => OPPORTUNITY_FIELDS,
             Kind::Role => ROLE_FIELDS,
+            Kind::SalesPerson => SALES_PERSON_FIELDS,
         }
     }
 
     fn id_field(self) -> &'static str {
-        match self {
-            Kind::Company => "id",
-            _ => "marketoGUID",
+        if self.integer_id() {
+            "id"
+        } else {
+            "marketoGUID"
         }
+    }
+
+    /// Companies and sales persons are keyed by an integer `id`, the others by a `marketoGUID`.
+    fn integer_id(self) -> bool {
+        matches!(self, Kind::Company | Kind::SalesPerson)
     }
 
     pub fn dedupe_fields(self) -> &'static [&'static str] {
@@ -202,6 +288,7 @@ impl Kind {
             Kind::Company => &["externalCompanyId"],
             Kind::Opportunity => &["externalOpportunityId"],
             Kind::Role => &["externalOpportunityId", "leadId", "role"],
+            Kind::SalesPerson => &["externalSalesPersonId"],
         }
     }
 
@@ -219,6 +306,7 @@ impl Kind {
                 vec!["leadId"],
                 vec!["externalOpportunityId"],
             ],
+            Kind::SalesPerson => vec![vec!["email"], vec!["id"], vec!["externalSalesPersonId"]],
         }
     }
 
@@ -246,8 +334,23 @@ impl Kind {
 
 /// `GET <object>/describe.json`.
 pub fn describe(kind: Kind) -> ApiResult {
-    let fields: Vec<Value> = kind
-        .specs()
+    Ok(Reply::result(vec![describe_record(
+        kind.name(),
+        kind.specs(),
+        kind.id_field(),
+        kind.dedupe_fields(),
+        kind.searchable(),
+    )]))
+}
+
+fn describe_record(
+    name: &str,
+    specs: &[FieldSpec],
+    id_field: &str,
+    dedupe: &[&str],
+    searchable: Vec<Vec<&str>>,
+) -> Value {
+    let fields: Vec<Value> = specs
         .iter()
         .map(|(name, display, data_type, length, updateable)| {
             let mut m = Map::new();
@@ -261,16 +364,16 @@ pub fn describe(kind: Kind) -> ApiResult {
             Value::Object(m)
         })
         .collect();
-    Ok(Reply::result(vec![json!({
-        "name": kind.name(),
-        "description": format!("Map of {} fields", kind.name()),
+    json!({
+        "name": name,
+        "description": format!("Map of {name} fields"),
         "createdAt": "2016-01-01T00:00:00Z",
         "updatedAt": "2016-01-01T00:00:00Z",
-        "idField": kind.id_field(),
-        "dedupeFields": kind.dedupe_fields(),
-        "searchableFields": kind.searchable(),
+        "idField": id_field,
+        "dedupeFields": dedupe,
+        "searchableFields": searchable,
         "fields": fields,
-    })]))
+    })
 }
 
 /// A stored record.
@@ -308,10 +411,24 @@ impl Record {
     }
 
     fn key(&self, kind: Kind) -> Value {
-        match kind {
-            Kind::Company => json!(self.id),
-            _ => json!(self.guid),
+        if kind.integer_id() {
+            json!(self.id)
+        } else {
+            json!(self.guid)
         }
+    }
+
+    /// A field as queries show it: opportunity currency values are strings (`"amount":"1604.47"` in
+    /// the Opportunities doc), everything else as stored.
+    fn shown(&self, kind: Kind, name: &str) -> Value {
+        let v = self.value(name);
+        if kind == Kind::Opportunity
+            && let Value::Number(n) = &v
+            && kind.field(name).is_some_and(|d| d.data_type == "currency")
+        {
+            return Value::String(n.to_string());
+        }
+        v
     }
 }
 
@@ -340,7 +457,7 @@ fn by_dedupe(
 
 fn by_id(conn: &rusqlite::Connection, kind: Kind, id: &Value) -> Result<Option<Record>, ApiError> {
     let found = match kind {
-        Kind::Company => {
+        Kind::Company | Kind::SalesPerson => {
             let Some(id) = id
                 .as_i64()
                 .or_else(|| id.as_str().and_then(|s| s.parse().ok()))
@@ -548,7 +665,7 @@ fn check_references(
     values: &Map<String, Value>,
 ) -> Result<(), ApiError> {
     match kind {
-        Kind::Company => Ok(()),
+        Kind::Company | Kind::SalesPerson => Ok(()),
         Kind::Opportunity => {
             if values.get("name").is_none_or(Value::is_null) {
                 return Err(ApiError::invalid_data(
@@ -576,6 +693,25 @@ fn check_references(
             Ok(())
         }
     }
+}
+
+/// A sales person still owning a lead cannot be deleted (the doc's "in use" rule). Owners are rare and
+/// deletes rarer, so one scan that stops at the first owned lead is fine.
+fn sales_person_in_use(conn: &rusqlite::Connection, rec: &Record) -> Result<bool, ApiError> {
+    let Some(external) = rec
+        .data
+        .get("externalSalesPersonId")
+        .and_then(Value::as_str)
+    else {
+        return Ok(false);
+    };
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM leads WHERE json_extract(data, '$.externalSalesPersonId') = ?1 LIMIT 1",
+        )?
+        .query_row([external], |_| Ok(()))
+        .optional()?
+        .is_some())
 }
 
 /// `POST <object>/delete.json` with `deleteBy`.
@@ -608,6 +744,9 @@ pub fn delete(state: &AppState, ctx: &Ctx, kind: Kind) -> ApiResult {
             _ => None,
         };
         match found {
+            Some(rec) if kind == Kind::SalesPerson && sales_person_in_use(&tx, &rec)? => {
+                result.push(skipped(&ApiError::new("1022", "Object in use"), extra));
+            }
             Some(rec) => {
                 tx.execute("DELETE FROM objects WHERE id = ?1", [rec.id])?;
                 let mut m = extra;
@@ -660,7 +799,11 @@ pub fn query(state: &AppState, ctx: &Ctx, kind: Kind) -> ApiResult {
                 return Err(ApiError::new("1006", format!("Field '{n}' not found")));
             }
         }
-        names
+        // Like `seq`, the idField is in every record whatever `fields` asks for (the docs' query
+        // examples; leads behave the same with `id`).
+        let mut selected = vec![kind.id_field().to_string()];
+        selected.extend(names.into_iter().filter(|n| n != kind.id_field()));
+        selected
     };
     let batch = match ctx.params.get("batchSize") {
         None => 300,
@@ -731,7 +874,7 @@ pub fn query(state: &AppState, ctx: &Ctx, kind: Kind) -> ApiResult {
             let mut m = Map::new();
             m.insert("seq".into(), json!(seq));
             for f in &selected {
-                let v = r.value(f);
+                let v = r.shown(kind, f);
                 if !v.is_null() {
                     m.insert(f.clone(), v);
                 }

@@ -16,7 +16,7 @@ use crate::envelope::{self, ApiError, ApiResult};
 use crate::identity::{self, ApiUser};
 use crate::params::Params;
 use crate::store::Store;
-use crate::{Config, activities, bulk, leads, limits::Limits, objects};
+use crate::{Config, activities, bulk, leads, limits::Limits, lists, objects, programs};
 
 /// Largest accepted body (HTTP 413 above).
 const MAX_BODY: usize = 1024 * 1024;
@@ -200,6 +200,34 @@ pub enum Endpoint {
     BulkStatus(bulk::Kind, String),
     BulkFile(bulk::Kind, String),
     BulkCancel(bulk::Kind, String),
+    LeadsPush,
+    Associate(String),
+    Lists,
+    ListById(String),
+    ListMembers(String),
+    ListAdd(String),
+    ListRemove(String),
+    ListIsMember(String),
+    Campaigns,
+    CampaignById(String),
+    Programs,
+    NamedAccountsDescribe,
+    CustomObjects,
+}
+
+impl Endpoint {
+    /// Endpoints whose input is a JSON body: a form-encoded body there is 612, not a missing `input`.
+    fn wants_json(&self) -> bool {
+        matches!(
+            self,
+            Endpoint::LeadsSync
+                | Endpoint::LeadsPush
+                | Endpoint::ObjectSync(_)
+                | Endpoint::ObjectDelete(_)
+                | Endpoint::BulkCreate(_)
+                | Endpoint::SchemaFieldsCreate
+        )
+    }
 }
 
 fn resolve(method: &Method, path: &str) -> Result<Endpoint, ApiError> {
@@ -251,6 +279,30 @@ fn resolve(method: &Method, path: &str) -> Result<Endpoint, ApiError> {
             }
         }
         ["rest", "v1", "leads", id, "merge.json"] => only(post, E::Merge((*id).to_owned())),
+        ["rest", "v1", "leads", "push.json"] => only(post, E::LeadsPush),
+        ["rest", "v1", "leads", id, "associate.json"] => only(post, E::Associate((*id).to_owned())),
+        ["rest", "v1", "lists.json"] => only(get, E::Lists),
+        ["rest", "v1", "lists", id] if id.ends_with(".json") => {
+            only(get, E::ListById(json_stem(id).unwrap_or_default()))
+        }
+        ["rest", "v1", "lists", id, "leads.json"] => match *method {
+            Method::GET => Ok(E::ListMembers((*id).to_owned())),
+            Method::POST => Ok(E::ListAdd((*id).to_owned())),
+            Method::DELETE => Ok(E::ListRemove((*id).to_owned())),
+            _ => Err(ApiError::method_not_supported()),
+        },
+        // The older singular path node-marketo-rest's `list.getLeads` still calls.
+        ["rest", "v1", "list", id, "leads.json"] => only(get, E::ListMembers((*id).to_owned())),
+        ["rest", "v1", "lists", id, "leads", "ismember.json"] => {
+            only(get, E::ListIsMember((*id).to_owned()))
+        }
+        ["rest", "v1", "campaigns.json"] => only(get, E::Campaigns),
+        ["rest", "v1", "campaigns", id] if id.ends_with(".json") => {
+            only(get, E::CampaignById(json_stem(id).unwrap_or_default()))
+        }
+        ["rest", "asset", "v1", "programs.json"] => only(get, E::Programs),
+        ["rest", "v1", "namedaccounts", "describe.json"] => only(get, E::NamedAccountsDescribe),
+        ["rest", "v1", "customobjects.json"] => only(get, E::CustomObjects),
         ["rest", "v1", "activities", "types.json"] => only(get, E::ActivityTypes),
         ["rest", "v1", "activities", "pagingtoken.json"] => only(get, E::PagingToken),
         ["rest", "v1", "activities.json"] => only(get, E::Activities),
@@ -328,8 +380,17 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
     let mut method = parts.method.clone();
     let mut json: Option<Value> = None;
     let mut body_error: Option<ApiError> = None;
+    let mut form_body = false;
     if method != Method::GET && !bytes.is_empty() {
-        if is_form {
+        let starts_json = bytes
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| *b == b'{' || *b == b'[');
+        if is_form && starts_json {
+            // JSON sent as a form: the real service answers 612, it does not read it as a form.
+            body_error = Some(ApiError::invalid_content_type());
+        } else if is_form {
+            form_body = true;
             let form = Params::parse_pairs(&String::from_utf8_lossy(&bytes));
             pairs.extend(form);
         } else if is_json {
@@ -371,6 +432,9 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
             state.limits.count(&user.email)?;
             if let Some(err) = body_error {
                 return Err(err);
+            }
+            if form_body && method == Method::POST && endpoint.wants_json() {
+                return Err(ApiError::invalid_content_type());
             }
             let ctx = Ctx {
                 request_id: request_id.clone(),
@@ -430,6 +494,20 @@ fn call(state: &AppState, ctx: &Ctx, endpoint: Endpoint) -> ApiResult {
         E::BulkStatus(kind, id) => bulk::status(state, ctx, kind, &id),
         E::BulkFile(kind, id) => bulk::file(state, ctx, kind, &id),
         E::BulkCancel(kind, id) => bulk::cancel(state, ctx, kind, &id),
+        E::LeadsPush => leads::push(state, ctx),
+        E::Associate(id) => leads::associate(state, ctx, &id),
+        E::Lists => lists::query(state, ctx),
+        E::ListById(id) => lists::by_id(state, &id),
+        E::ListMembers(id) => lists::members(state, ctx, &id),
+        E::ListAdd(id) => lists::add(state, ctx, &id),
+        E::ListRemove(id) => lists::remove(state, ctx, &id),
+        E::ListIsMember(id) => lists::is_member_of(state, ctx, &id),
+        E::Campaigns => programs::campaigns(state, ctx),
+        E::CampaignById(id) => programs::campaign(state, &id),
+        E::Programs => programs::programs(state, ctx),
+        E::NamedAccountsDescribe => objects::describe_named_accounts(),
+        // No custom object types in this instance: an empty list, not an error.
+        E::CustomObjects => Ok(envelope::Reply::result(Vec::new())),
     }
 }
 

@@ -256,16 +256,24 @@ async fn export_requests_are_validated() {
 #[tokio::test]
 async fn activity_export_has_default_columns_and_json_attributes() {
     let emu = start(quiet_config()).await;
-    let id = emu
-        .create_leads(vec![json!({"email": "act@x.com", "title": "A"})])
-        .await[0];
+    // A deleted lead takes its activities with it: only its Delete Lead record stays, and that one is
+    // never exported.
+    let ids = emu
+        .create_leads(vec![
+            json!({"email": "act@x.com", "title": "A"}),
+            json!({"email": "gone@x.com", "title": "A"}),
+        ])
+        .await;
     emu.post(
         "/rest/v1/leads.json",
         json!({"input": [{"email": "act@x.com", "title": "B"}]}),
     )
     .await;
-    emu.post("/rest/v1/leads/delete.json", json!({"input": [{"id": id}]}))
-        .await;
+    emu.post(
+        "/rest/v1/leads/delete.json",
+        json!({"input": [{"id": ids[1]}]}),
+    )
+    .await;
     let created = emu
         .post(
             "/bulk/v1/activities/export/create.json",
@@ -282,7 +290,10 @@ async fn activity_export_has_default_columns_and_json_attributes() {
     )
     .await;
     let done = wait_completed(&emu, "activities", &export).await;
-    assert_eq!(done["numberOfRecords"], 2, "Delete Lead is never exported");
+    assert_eq!(
+        done["numberOfRecords"], 2,
+        "the deleted lead's New Lead and its Delete Lead are not exported"
+    );
     let text = emu
         .http
         .get(emu.url(&format!("/bulk/v1/activities/export/{export}/file.json")))

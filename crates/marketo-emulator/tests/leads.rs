@@ -136,7 +136,8 @@ async fn sync_actions_give_per_record_statuses_in_input_order() {
         .await;
     assert_eq!(
         got["result"][0],
-        json!({"numberOfEmployees": 42, "unsubscribed": true, "dateOfBirth": "1990-05-04"})
+        json!({"id": v4, "numberOfEmployees": 42, "unsubscribed": true, "dateOfBirth": "1990-05-04"}),
+        "`id` comes with every projection"
     );
 
     // More than 300 records, missing input, bad action.
@@ -231,9 +232,13 @@ async fn query_by_filter_pages_and_reports_real_errors() {
 
     // By email (case-insensitive) with fields.
     let page = emu.get("/rest/v1/leads.json?filterType=email&filterValues=P3@X.COM,none@x.com&fields=email,title").await;
+    let p3 = page["result"][0]["id"]
+        .as_i64()
+        .expect("id is always returned");
+    assert!(ids.contains(&p3), "{page}");
     assert_eq!(
         page["result"],
-        json!([{"email": "p3@x.com", "title": "Engineer"}])
+        json!([{"id": p3, "email": "p3@x.com", "title": "Engineer"}])
     );
     assert!(page.get("nextPageToken").is_none());
     // No match: success with an empty result.
@@ -402,10 +407,11 @@ async fn custom_fields_are_created_described_searchable_and_validated() {
         )
         .await;
     assert_eq!(statuses(&body), ["created", "skipped:1001"]);
+    let crm1 = body["result"][0]["id"].clone();
     let page = emu.get("/rest/v1/leads.json?filterType=msftId&filterValues=a-1&fields=email,msftCreatedDate,msftIsDeleted").await;
     assert_eq!(
         page["result"],
-        json!([{"email": "crm1@x.com", "msftCreatedDate": "2024-01-02T02:04:05Z", "msftIsDeleted": false}])
+        json!([{"id": crm1, "email": "crm1@x.com", "msftCreatedDate": "2024-01-02T02:04:05Z", "msftIsDeleted": false}])
     );
     let body = emu
         .post("/rest/v1/leads.json", json!({"lookupField": "msftId", "input": [{"msftId": "A-1", "firstName": "Via CRM id"}]}))
@@ -508,7 +514,7 @@ async fn delete_partitions_and_merge() {
         .await;
     assert_eq!(
         winner["result"][0],
-        json!({"email": "w@x.com", "firstName": "Win", "title": "Loser title", "city": "Oslo"})
+        json!({"id": ids[0], "email": "w@x.com", "firstName": "Win", "title": "Loser title", "city": "Oslo"})
     );
     assert_eq!(
         emu.get(&format!("/rest/v1/lead/{}.json", ids[1])).await["result"],

@@ -103,7 +103,8 @@ async fn companies_describe_sync_query_delete() {
     let q = emu.get(&format!("/rest/v1/companies.json?filterType=id&filterValues={c1}&fields=company,industry,sicCode")).await;
     assert_eq!(
         q["result"],
-        json!([{"seq": 0, "company": "Acme", "industry": "Tools", "sicCode": "1234"}])
+        json!([{"seq": 0, "id": c1, "company": "Acme", "industry": "Tools", "sicCode": "1234"}]),
+        "seq and the idField come with every projection"
     );
     let q = emu.get("/rest/v1/companies.json?filterType=company&filterValues=Globex&fields=externalCompanyId").await;
     assert_eq!(q["result"][0]["externalCompanyId"], "C2");
@@ -168,7 +169,8 @@ async fn opportunities_and_roles_with_compound_keys() {
         .await;
     assert_eq!(
         q["result"],
-        json!([{"seq": 0, "name": "Deal", "amount": 1200.5, "closeDate": "2026-12-01"}])
+        json!([{"seq": 0, "marketoGUID": guid, "name": "Deal", "amount": "1200.5", "closeDate": "2026-12-01"}]),
+        "opportunity amounts are strings like the real service"
     );
 
     let lead = emu.create_leads(vec![json!({"email": "role@x.com"})]).await[0];
