@@ -15,11 +15,12 @@ use futures::{Stream, TryStreamExt};
 use mdsync_dataverse_client::{Change, ChangePage, Client as CrmClient, DataverseError, ErrorKind};
 use mdsync_marketo_client::{ActivityFilter, Client as MarketoClient};
 use mdsync_state::{Backlog, CursorUpdate, CycleCommit, CycleStatus, NewDeadLetter, StateStore};
+use mdsync_sync_core::conflict::ConflictRecord;
 use mdsync_sync_core::echo::SyncIdentity;
 use mdsync_sync_core::fingerprint::Fingerprint;
-use mdsync_sync_core::link::{FingerprintView, LinkView};
+use mdsync_sync_core::link::{FingerprintView, LinkView, StateEffects};
 use mdsync_sync_core::mapping::MSFT_ID;
-use mdsync_sync_core::plan::{self, CycleInput, Mode, PlanSettings};
+use mdsync_sync_core::plan::{self, CycleInput, Mode, Op, PlanSettings};
 use mdsync_sync_core::record::{
     ActivityAttribute, ChangeActor, CrmChange, CrmEntity, CrmRecord, Flow, LeadChangeActivity,
     MarketoChange, MarketoObject, Side, fold_lead_changes,
@@ -27,6 +28,7 @@ use mdsync_sync_core::record::{
 use mdsync_sync_core::sync_filter::FILTER_FIELD;
 use serde_json::Value;
 use tokio::sync::Mutex as AsyncMutex;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::cursor::{CrmPosition, DELETED_LEADS, LEAD_CHANGES};
@@ -60,7 +62,7 @@ pub struct Engine {
     pub(crate) crm: CrmClient,
     pub(crate) marketo: MarketoClient,
     pub(crate) store: SharedStore,
-    pub(crate) settings: EngineSettings,
+    pub(crate) settings: Arc<EngineSettings>,
     discovery: AsyncMutex<Option<Arc<Discovery>>>,
 }
 
@@ -84,6 +86,177 @@ impl Pending {
 
     fn take(&mut self, person_id: i64) -> Option<MarketoChange> {
         self.upserts.remove(&person_id)
+    }
+}
+
+/// A planned batch.
+pub(crate) enum Planned {
+    /// Dry run: nothing to write; whether planning found no failure.
+    DryRun {
+        clean: bool,
+    },
+    Ready(Box<Ready>),
+}
+
+/// A planned batch waiting for its writes and commit (owns everything, so it can run on its own task).
+pub(crate) struct Ready {
+    ops: Vec<Op>,
+    unconditional: StateEffects,
+    /// The batch's own (read) and the plan's dead letters.
+    dead_letters: Vec<NewDeadLetter>,
+    /// Dead letters not yet in the plan counts (read failures).
+    counted: Vec<(CrmEntity, Flow)>,
+    conflicts: Vec<ConflictRecord>,
+    cursors: Vec<CursorUpdate>,
+    backlog: Vec<Backlog>,
+    retry_of: Option<i64>,
+}
+
+/// What writing and committing a batch did, for the cycle report.
+pub(crate) struct Applied {
+    marketo_writes: u64,
+    crm_writes: u64,
+    /// Per dead letter not yet in the plan counts.
+    counted: Vec<(CrmEntity, Flow)>,
+    dead_letters: u64,
+    write_ms: u64,
+    commit_ms: u64,
+}
+
+impl Applied {
+    /// Adds this batch to the report; returns whether nothing failed.
+    fn account(self, report: &mut CycleReport) -> bool {
+        report.marketo_writes += self.marketo_writes;
+        report.crm_writes += self.crm_writes;
+        report.timings.write_ms += self.write_ms;
+        report.timings.commit_ms += self.commit_ms;
+        for (entity, flow) in self.counted {
+            report.plan_counts.entry(entity, flow).dead_letters += 1;
+        }
+        report.dead_letters += self.dead_letters;
+        self.dead_letters == 0
+    }
+}
+
+/// Writes a planned batch and commits its state and cursors. With `after`, the commit waits until the
+/// previous batch committed (cursors advance in order) and fails without committing if it did not;
+/// `done` tells the next batch.
+async fn apply(
+    writer: Writer,
+    store: SharedStore,
+    ready: Box<Ready>,
+    after: Option<oneshot::Receiver<()>>,
+    done: Option<oneshot::Sender<()>>,
+) -> Result<Applied, EngineError> {
+    let ready = *ready;
+    let t_write = Instant::now();
+    let executed = writer.execute(&ready.ops).await?;
+    let write_ms = t_write.elapsed().as_millis() as u64;
+    drop(ready.ops);
+    let mut effects = ready.unconditional;
+    effects.extend(executed.effects);
+    let mut counted = ready.counted;
+    counted.extend(
+        executed
+            .dead_letters
+            .iter()
+            .map(|d| (d.entity, d.direction)),
+    );
+    let mut dead_letters = ready.dead_letters;
+    dead_letters.extend(executed.dead_letters);
+    let clean = dead_letters.is_empty();
+    let resolved_dead_letters = match ready.retry_of {
+        Some(id) if clean => vec![id],
+        _ => Vec::new(),
+    };
+    let count = dead_letters.len() as u64;
+    if let Some(after) = after {
+        after
+            .await
+            .map_err(|_| EngineError::Task("an earlier batch did not commit".into()))?;
+    }
+    let t_commit = Instant::now();
+    let commit = CycleCommit {
+        cursors: ready.cursors,
+        effects,
+        dead_letters,
+        resolved_dead_letters,
+        conflicts: ready.conflicts,
+        backlog: ready.backlog,
+    };
+    store
+        .with(move |s| s.commit_cycle(&commit, Utc::now()))
+        .await?;
+    if let Some(done) = done {
+        let _ = done.send(());
+    }
+    Ok(Applied {
+        marketo_writes: executed.marketo_writes,
+        crm_writes: executed.crm_writes,
+        counted,
+        dead_letters: count,
+        write_ms,
+        commit_ms: t_commit.elapsed().as_millis() as u64,
+    })
+}
+
+/// Reads `stream` on its own task, up to `ahead` pages ahead of the consumer (memory: `ahead` pages).
+/// The task ends when the receiver is dropped.
+fn prefetch(
+    stream: impl Stream<Item = Result<ChangePage, DataverseError>> + Send + 'static,
+    ahead: usize,
+) -> PageReceiver {
+    let (tx, rx) = mpsc::channel(ahead.max(1));
+    let task = tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        loop {
+            let next = stream.try_next().await.transpose();
+            let end = !matches!(next, Some(Ok(_)));
+            if let Some(item) = next
+                && tx.send(item).await.is_err()
+            {
+                return;
+            }
+            if end {
+                return;
+            }
+        }
+    });
+    PageReceiver { rx, task }
+}
+
+/// Pages read ahead by [`prefetch`]; dropping it stops the reader.
+struct PageReceiver {
+    rx: mpsc::Receiver<Result<ChangePage, DataverseError>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PageReceiver {
+    async fn recv(&mut self) -> Option<Result<ChangePage, DataverseError>> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for PageReceiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A spawned batch, aborted if the cycle is dropped (its commit either happened whole or not at all).
+struct InFlight(tokio::task::JoinHandle<Result<Applied, EngineError>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl InFlight {
+    async fn finish(&mut self) -> Result<Applied, EngineError> {
+        (&mut self.0)
+            .await
+            .map_err(|e| EngineError::Task(e.to_string()))?
     }
 }
 
@@ -153,7 +326,7 @@ impl Engine {
             crm,
             marketo,
             store: SharedStore::new(store),
-            settings,
+            settings: Arc::new(settings),
             discovery: AsyncMutex::new(None),
         }
     }
@@ -207,11 +380,11 @@ impl Engine {
         }
     }
 
-    pub(crate) fn writer(&self) -> Writer<'_> {
+    pub(crate) fn writer(&self) -> Writer {
         Writer {
-            crm: &self.crm,
-            marketo: &self.marketo,
-            settings: &self.settings,
+            crm: self.crm.clone(),
+            marketo: self.marketo.clone(),
+            settings: Arc::clone(&self.settings),
         }
     }
 
@@ -619,7 +792,7 @@ impl Engine {
         &self,
         d: &Discovery,
         entity: CrmEntity,
-        stream: impl Stream<Item = Result<ChangePage, DataverseError>>,
+        stream: impl Stream<Item = Result<ChangePage, DataverseError>> + Send + 'static,
         mode: Mode,
         resuming: bool,
         loading: bool,
@@ -628,12 +801,23 @@ impl Engine {
         options: &CycleOptions,
         report: &mut CycleReport,
     ) -> Result<(), EngineError> {
-        futures::pin_mut!(stream);
+        // The initial load overlaps reading page n+1, planning it and writing/committing page n. Its pages
+        // hold distinct rows that refer only to entities loaded before, so planning a page needs nothing
+        // an in-flight page commits. Deltas stay sequential: they pair with Marketo changes via links.
+        let pipelined = mode == Mode::Initial && pending.is_none() && !options.dry_run;
+        let depth = if pipelined {
+            self.settings.pipeline_depth.max(1)
+        } else {
+            1
+        };
+        let mut pages_rx = prefetch(stream, depth);
+        let mut inflight: std::collections::VecDeque<InFlight> = Default::default();
+        let mut previous: Option<oneshot::Receiver<()>> = None;
         let mut pages = 0u64;
         let mut read = 0u64;
         loop {
             let t = Instant::now();
-            let next = stream.try_next().await?;
+            let next = pages_rx.recv().await.transpose()?;
             report.timings.crm_read_ms += t.elapsed().as_millis() as u64;
             let Some(page) = next else { break };
             pages += 1;
@@ -703,8 +887,29 @@ impl Engine {
                 retry_of: None,
                 backlog,
             };
-            self.process(d, batch, pending.as_deref_mut(), options, report)
-                .await?;
+            if pipelined {
+                if let Planned::Ready(ready) =
+                    self.plan_batch(d, batch, None, options, report).await?
+                {
+                    let (done, next) = oneshot::channel();
+                    let after = previous.replace(next);
+                    inflight.push_back(InFlight(tokio::spawn(apply(
+                        self.writer(),
+                        self.store.clone(),
+                        ready,
+                        after,
+                        Some(done),
+                    ))));
+                }
+                while inflight.len() >= depth {
+                    if let Some(mut first) = inflight.pop_front() {
+                        first.finish().await?.account(report);
+                    }
+                }
+            } else {
+                self.process(d, batch, pending.as_deref_mut(), options, report)
+                    .await?;
+            }
             let e = report.entity(entity.logical_name());
             e.rows_read += rows;
             e.pages += 1;
@@ -714,6 +919,9 @@ impl Engine {
             if let Some(p) = &options.progress {
                 p.advance(entity, rows);
             }
+        }
+        while let Some(mut first) = inflight.pop_front() {
+            first.finish().await?.account(report);
         }
         Ok(())
     }
@@ -728,11 +936,29 @@ impl Engine {
     pub(crate) async fn process(
         &self,
         d: &Discovery,
-        mut batch: Batch,
+        batch: Batch,
         pending: Option<&mut Pending>,
         options: &CycleOptions,
         report: &mut CycleReport,
     ) -> Result<bool, EngineError> {
+        match self.plan_batch(d, batch, pending, options, report).await? {
+            Planned::DryRun { clean } => Ok(clean),
+            Planned::Ready(ready) => {
+                let applied = apply(self.writer(), self.store.clone(), ready, None, None).await?;
+                Ok(applied.account(report))
+            }
+        }
+    }
+
+    /// Reads the state a batch needs and plans it (no writes).
+    pub(crate) async fn plan_batch(
+        &self,
+        d: &Discovery,
+        mut batch: Batch,
+        pending: Option<&mut Pending>,
+        options: &CycleOptions,
+        report: &mut CycleReport,
+    ) -> Result<Planned, EngineError> {
         // The links and fingerprints this batch needs: its records, the records they point at
         // (originating lead, potential customer), and the persons of its Marketo changes.
         let mut crm_ids: Vec<Uuid> = Vec::new();
@@ -809,48 +1035,26 @@ impl Engine {
         report.conflicts += plan.conflicts.len() as u64;
         if options.dry_run {
             report.dead_letters += plan.dead_letters.len() as u64;
-            return Ok(plan.dead_letters.is_empty());
-        }
-        let t_write = Instant::now();
-        let executed = self.writer().execute(&plan.ops).await?;
-        report.timings.write_ms += t_write.elapsed().as_millis() as u64;
-        report.marketo_writes += executed.marketo_writes;
-        report.crm_writes += executed.crm_writes;
-        let mut effects = plan.unconditional;
-        effects.extend(executed.effects);
-        for dl in executed
-            .dead_letters
-            .iter()
-            .chain(batch.dead_letters.iter())
-        {
-            report
-                .plan_counts
-                .entry(dl.entity, dl.direction)
-                .dead_letters += 1;
+            return Ok(Planned::DryRun {
+                clean: plan.dead_letters.is_empty(),
+            });
         }
         let mut dead_letters = batch.dead_letters;
+        let counted: Vec<(CrmEntity, Flow)> = dead_letters
+            .iter()
+            .map(|d| (d.entity, d.direction))
+            .collect();
         dead_letters.extend(plan.dead_letters.into_iter().map(NewDeadLetter::from));
-        dead_letters.extend(executed.dead_letters);
-        report.dead_letters += dead_letters.len() as u64;
-        let clean = dead_letters.is_empty();
-        let resolved_dead_letters = match batch.retry_of {
-            Some(id) if clean => vec![id],
-            _ => Vec::new(),
-        };
-        let t_commit = Instant::now();
-        let committed = self
-            .commit(CycleCommit {
-                cursors: batch.cursors,
-                effects,
-                dead_letters,
-                resolved_dead_letters,
-                conflicts: plan.conflicts,
-                backlog: batch.backlog,
-            })
-            .await;
-        report.timings.commit_ms += t_commit.elapsed().as_millis() as u64;
-        committed?;
-        Ok(clean)
+        Ok(Planned::Ready(Box::new(Ready {
+            ops: plan.ops,
+            unconditional: plan.unconditional,
+            dead_letters,
+            counted,
+            conflicts: plan.conflicts,
+            cursors: batch.cursors,
+            backlog: batch.backlog,
+            retry_of: batch.retry_of,
+        })))
     }
 
     /// Resume rule: a linked row whose every mapped field equals what was loaded needs no second write.

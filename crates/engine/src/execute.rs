@@ -11,7 +11,10 @@
 //! retried here with a growing pause; a call that fails for good dead-letters its records.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures::StreamExt;
 
 use mdsync_dataverse_client::{BatchOp, BatchRequest, Client as CrmClient};
 use mdsync_marketo_client::{
@@ -40,11 +43,13 @@ pub struct Executed {
     pub crm_writes: u64,
 }
 
-/// The clients and limits the executor needs.
-pub struct Writer<'a> {
-    pub crm: &'a CrmClient,
-    pub marketo: &'a MarketoClient,
-    pub settings: &'a EngineSettings,
+/// The clients and limits the executor needs; owned (the clients are shared handles) so a batch's writes
+/// can run on their own task while the engine plans the next one.
+#[derive(Clone)]
+pub struct Writer {
+    pub crm: CrmClient,
+    pub marketo: MarketoClient,
+    pub settings: Arc<EngineSettings>,
 }
 
 /// Evaluates a fallible expression again while it fails transiently (like [`retrying`], for calls that
@@ -210,7 +215,7 @@ fn result_ok(r: &RecordResult) -> bool {
     )
 }
 
-impl Writer<'_> {
+impl Writer {
     /// Executes `ops` (in [`CALL_ORDER`], batched) and reports per-op outcomes.
     pub async fn execute(&self, ops: &[Op]) -> Result<Executed, EngineError> {
         let mut out = Executed {
@@ -251,73 +256,18 @@ impl Writer<'_> {
         out: &mut Executed,
     ) -> Result<(), EngineError> {
         let batch = self.settings.marketo_batch.clamp(1, 300);
-        for chunk in indices.chunks(batch) {
+        let chunks: Vec<&[usize]> = indices.chunks(batch).collect();
+        // Several calls in flight (the client's limiter bounds them), answers taken in input order.
+        let mut calls = Vec::with_capacity(chunks.len());
+        for chunk in &chunks {
             let records: Vec<Record> = chunk.iter().map(|&i| marketo_record(&ops[i])).collect();
-            let answer = retrying(self.settings, "marketo write", || {
-                let records = records.clone();
-                async move {
-                    let r = match call {
-                        Call::PersonCreate => {
-                            self.marketo
-                                .sync_leads(
-                                    &records,
-                                    &SyncLeadsOptions {
-                                        action: SyncAction::CreateOrUpdate,
-                                        lookup_field: Some(MSFT_ID.into()),
-                                        partition_name: None,
-                                    },
-                                )
-                                .await
-                        }
-                        Call::PersonUpdate => {
-                            self.marketo
-                                .sync_leads(
-                                    &records,
-                                    &SyncLeadsOptions {
-                                        action: SyncAction::UpdateOnly,
-                                        lookup_field: Some("id".into()),
-                                        partition_name: None,
-                                    },
-                                )
-                                .await
-                        }
-                        Call::ObjectUpsert(object) => {
-                            let (kind, _) = object_kind(object).ok_or_else(|| {
-                                EngineError::Protocol(format!("no Marketo endpoint for {object}"))
-                            })?;
-                            self.marketo
-                                .sync_objects(
-                                    kind,
-                                    SyncAction::CreateOrUpdate,
-                                    KeyKind::DedupeFields,
-                                    &records,
-                                )
-                                .await
-                        }
-                        Call::ObjectDelete(object) => {
-                            let (kind, _) = object_kind(object).ok_or_else(|| {
-                                EngineError::Protocol(format!("no Marketo endpoint for {object}"))
-                            })?;
-                            self.marketo
-                                .delete_objects(kind, KeyKind::DedupeFields, &records)
-                                .await
-                        }
-                        Call::Role => {
-                            self.marketo
-                                .sync_objects(
-                                    ObjectKind::OpportunityRoles,
-                                    SyncAction::CreateOrUpdate,
-                                    KeyKind::DedupeFields,
-                                    &records,
-                                )
-                                .await
-                        }
-                        Call::Crm => unreachable_call(),
-                    };
-                    r.map_err(EngineError::from)
-                }
-            })
+            calls.push(self.marketo_call(call, records));
+        }
+        let answers: Vec<Result<Vec<RecordResult>, EngineError>> = futures::stream::iter(calls)
+            .buffered(self.settings.marketo_concurrency.max(1))
+            .collect()
             .await;
+        for (chunk, answer) in chunks.into_iter().zip(answers) {
             let results = match answer {
                 Ok(results) => results,
                 Err(EngineError::Marketo(e))
@@ -371,6 +321,79 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// One Marketo write call, retried while it fails transiently.
+    async fn marketo_call(
+        &self,
+        call: Call,
+        records: Vec<Record>,
+    ) -> Result<Vec<RecordResult>, EngineError> {
+        retrying(&self.settings, "marketo write", || {
+            let records = records.clone();
+            async move {
+                let r = match call {
+                    Call::PersonCreate => {
+                        self.marketo
+                            .sync_leads(
+                                &records,
+                                &SyncLeadsOptions {
+                                    action: SyncAction::CreateOrUpdate,
+                                    lookup_field: Some(MSFT_ID.into()),
+                                    partition_name: None,
+                                },
+                            )
+                            .await
+                    }
+                    Call::PersonUpdate => {
+                        self.marketo
+                            .sync_leads(
+                                &records,
+                                &SyncLeadsOptions {
+                                    action: SyncAction::UpdateOnly,
+                                    lookup_field: Some("id".into()),
+                                    partition_name: None,
+                                },
+                            )
+                            .await
+                    }
+                    Call::ObjectUpsert(object) => {
+                        let (kind, _) = object_kind(object).ok_or_else(|| {
+                            EngineError::Protocol(format!("no Marketo endpoint for {object}"))
+                        })?;
+                        self.marketo
+                            .sync_objects(
+                                kind,
+                                SyncAction::CreateOrUpdate,
+                                KeyKind::DedupeFields,
+                                &records,
+                            )
+                            .await
+                    }
+                    Call::ObjectDelete(object) => {
+                        let (kind, _) = object_kind(object).ok_or_else(|| {
+                            EngineError::Protocol(format!("no Marketo endpoint for {object}"))
+                        })?;
+                        self.marketo
+                            .delete_objects(kind, KeyKind::DedupeFields, &records)
+                            .await
+                    }
+                    Call::Role => {
+                        self.marketo
+                            .sync_objects(
+                                ObjectKind::OpportunityRoles,
+                                SyncAction::CreateOrUpdate,
+                                KeyKind::DedupeFields,
+                                &records,
+                            )
+                            .await
+                    }
+                    Call::Crm => unreachable_call(),
+                };
+                r.map_err(EngineError::from)
+            }
+        })
+        .await
+    }
+
     async fn crm_writes(
         &self,
         ops: &[Op],
@@ -391,7 +414,7 @@ impl Writer<'_> {
                     })
                 })
                 .collect();
-            let responses = retrying(self.settings, "dataverse batch", || {
+            let responses = retrying(&self.settings, "dataverse batch", || {
                 let requests = requests.clone();
                 async move {
                     self.crm

@@ -26,6 +26,12 @@ pub struct EngineSettings {
     pub marketo_batch: usize,
     /// Requests per Dataverse `$batch` (≤ 1000).
     pub crm_batch: usize,
+    /// Marketo write calls of one batch in flight at once (the client's own concurrency cap still applies;
+    /// Marketo allows 10 concurrent calls per instance).
+    pub marketo_concurrency: usize,
+    /// Initial load: pages whose writes and commit may be under way while the next page is read and
+    /// planned. Memory grows with it (each page holds `crm_page_size` records).
+    pub pipeline_depth: usize,
     /// Shortest pause between cycles of `run` (Dataverse deltas cost no Marketo quota).
     pub poll_interval: Duration,
     /// Marketo calls per day mdsync may spend; it bounds how often `run` polls Marketo for changes
@@ -59,6 +65,8 @@ impl Default for EngineSettings {
             crm_page_size: 5000,
             marketo_batch: 300,
             crm_batch: 1000,
+            marketo_concurrency: 5,
+            pipeline_depth: 2,
             poll_interval: Duration::from_secs(1),
             marketo_daily_budget: MARKETO_DAILY_QUOTA,
             crm_sync_user: None,
