@@ -32,10 +32,45 @@
 //! - Bulk extract: `/bulk/v1/{leads|activities}/export/create.json`, `.../{exportId}/enqueue.json`,
 //!   `status.json`, `file.json` (`Range` → 206), `cancel.json`, and `/bulk/v1/{t}/export.json`.
 //! - Usage: `GET /rest/v1/stats/usage.json`, `.../usage/last7days.json` (`stats/errors*.json` answer `[]`).
+//! - Static lists: `GET /rest/v1/lists.json` (`id`/`name`/`programName`/`workspaceName`, token-paged by
+//!   `batchSize`), `GET /rest/v1/lists/{id}.json` (1013 unknown); membership `GET|POST|DELETE
+//!   /rest/v1/lists/{listId}/leads.json` (members as lead records / `added` / `removed`, skipped 1004
+//!   unknown lead, 1015 not a member; ids as `?id=` or a JSON `input:[{id}]`, ≤ 300), the older `GET
+//!   /rest/v1/list/{listId}/leads.json`, and `GET .../leads/ismember.json` (`memberof`/`notmemberof`).
+//!   `listId` filters `activities.json` and `leadchanges.json`.
+//! - Campaigns: `GET /rest/v1/campaigns.json` (token-paged), `GET /rest/v1/campaigns/{id}.json`.
+//! - Programs (Asset API): `GET /rest/asset/v1/programs.json` (`offset`/`maxReturn` ≤ 200,
+//!   `earliestUpdatedAt`/`latestUpdatedAt`; `errors:[]`, `warnings:[]`, and no `result` with the warning
+//!   "No assets found for the given search criteria." when nothing matches).
+//! - Push Lead: `POST /rest/v1/leads/push.json` (`programName` required → 1002, unknown → 1013;
+//!   `lookupField`, `partitionName`, `programStatus`, `source`, `reason`; per-record `{"id","status"}` like
+//!   Sync Leads createOrUpdate; created/updated leads become program members).
+//! - Associate: `POST /rest/v1/leads/{id}/associate.json?cookie=` (sets the searchable `cookies` field;
+//!   1012 malformed cookie, 1004 unknown lead; answers `requestId`/`success` only).
+//! - Sales persons: `GET|POST /rest/v1/salespersons.json` (filterType `externalSalesPersonId`
+//!   (`dedupeFields`), `id` (`idField`), `email`; sync with `dedupeBy`), `.../describe.json`, `.../delete.json`
+//!   (skipped 1022 while a lead's `externalSalesPersonId` names it). Leads, companies and opportunities
+//!   link to them through `externalSalesPersonId`.
+//! - `GET /rest/v1/namedaccounts/describe.json`; `GET /rest/v1/customobjects.json` (no custom object types:
+//!   `result:[]`).
+//!
+//! # Fidelity notes
+//! - Ids (leads, activities, companies, opportunities, roles, sales persons, lists) are never reused, even
+//!   after the highest is deleted or after `/_emulator/reset`; stores written before that are migrated on
+//!   open (same rows, high-water mark past every id ever handed out).
+//! - `fields=` projections always carry `id` (leads) or `seq` plus the idField (other objects), like the
+//!   real service; opportunity currency values (`amount`, `expectedRevenue`) are shown as strings.
+//! - Deleting a lead deletes its activity history for every reader (REST and bulk); its Delete Lead (37)
+//!   record stays. New Lead rows of `leadchanges.json` carry `"fields":[]` and no `Lead ID` attribute.
+//! - Integer fields are 32-bit: values outside skip the record with 1003. A JSON body sent as
+//!   `application/x-www-form-urlencoded`, or a form on a JSON-only endpoint, is 612.
+//! - A second enqueue of a Queued/Processing export is 1029 "Job already queued" (Completed, Failed or
+//!   Cancelled jobs: 1003). [`Config::bulk_updated_at_filter_unsupported`] makes `updatedAt` lead exports
+//!   answer 1035 (tap-marketo's "Corona" probe).
 //!
 //! # Test surface (`/_emulator/...`, JSON; bad bodies get 400 `{"error":{"code","message"}}`)
-//! - `POST /_emulator/reset`: deletes every lead, activity, company, opportunity, role and export job;
-//!   custom fields, partitions and API users stay.
+//! - `POST /_emulator/reset`: deletes every lead, activity, company, opportunity, role, sales person and
+//!   export job; custom fields, partitions, API users, lists, programs and campaigns stay.
 //! - `POST /_emulator/seed` `{"seed":42,"leads":1000,"companies":100,"opportunities":100}`: deterministic
 //!   realistic records (one transaction; 1,000,000 leads in seconds). Seeded records write no activities.
 //!   Answers the counts and the id ranges created.
@@ -47,6 +82,10 @@
 //! - `GET|POST|DELETE /_emulator/faults`, `GET|DELETE /_emulator/counters` (from `mdsync-emulator-kit`):
 //!   an injected fault with a `code` answers the Marketo envelope with HTTP 200 unless `status` is set.
 //! - `GET /_emulator/usage`: the limit counters (calls today, in the window, in flight).
+//! - `POST /_emulator/lists` `{"name","description?","programName?"}`, `POST /_emulator/programs`
+//!   `{"name","type?","channel?","description?"}`, `POST /_emulator/campaigns`
+//!   `{"name","type?":"batch"|"trigger","programName?","active?"}` → 201 with the record as the API shows
+//!   it (marketers make these in the UI). Reset keeps them but empties list and program memberships.
 
 mod activities;
 mod admin;
