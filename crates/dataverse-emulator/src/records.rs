@@ -324,7 +324,10 @@ fn bind(ctx: &WriteCtx<'_>, def: &EntityDef, row: &mut Row, nav: &str, v: &Value
             "An undeclared property '{nav}' which only has property annotations in the payload but no property value was found in the payload. In OData, only declared navigation properties and declared named streams can be represented as properties without values."
         ))
     })?;
-    if col.logical_name == "createdby" || col.logical_name == "modifiedby" {
+    if matches!(
+        col.logical_name.as_str(),
+        "createdby" | "modifiedby" | "createdonbehalfby" | "modifiedonbehalfby"
+    ) {
         return Ok(());
     }
     let wire = col.wire_name();
@@ -444,6 +447,28 @@ pub fn stamp(
 ) {
     let who = Value::String(caller.user_id.clone());
     let sys = Value::String("systemuser".into());
+    // Impersonated writes record the real caller as the delegate, like the platform.
+    let delegate = caller
+        .calling_user_id
+        .as_ref()
+        .map(|d| Value::String(d.clone()))
+        .unwrap_or(Value::Null);
+    let annotate = |row: &mut Row, wire: &str| {
+        if delegate.is_null() {
+            row.remove(&format!("{wire}@Microsoft.Dynamics.CRM.lookuplogicalname"));
+        } else {
+            row.insert(
+                format!("{wire}@Microsoft.Dynamics.CRM.lookuplogicalname"),
+                Value::String("systemuser".into()),
+            );
+        }
+    };
+    if creating {
+        row.insert("_createdonbehalfby_value".into(), delegate.clone());
+        annotate(row, "_createdonbehalfby_value");
+    }
+    row.insert("_modifiedonbehalfby_value".into(), delegate.clone());
+    annotate(row, "_modifiedonbehalfby_value");
     if creating {
         row.insert("createdon".into(), Value::String(now.to_string()));
         row.insert("_createdby_value".into(), who.clone());

@@ -260,7 +260,12 @@ impl Builder {
         v.valid_for_create = false;
         v.valid_for_update = false;
         b.def.columns.push(v);
-        for (n, d) in [("createdby", "Created By"), ("modifiedby", "Modified By")] {
+        for (n, d) in [
+            ("createdby", "Created By"),
+            ("modifiedby", "Modified By"),
+            ("createdonbehalfby", "Created By (Delegate)"),
+            ("modifiedonbehalfby", "Modified By (Delegate)"),
+        ] {
             let mut c = col(
                 logical,
                 n,

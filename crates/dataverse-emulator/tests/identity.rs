@@ -356,6 +356,42 @@ async fn impersonation_sets_created_by_and_needs_admin() {
     assert_eq!(lead["_createdby_value"], sales);
     assert_eq!(lead["_modifiedby_value"], sales);
     assert_eq!(lead["_ownerid_value"], sales);
+    let (_, me) = env.get("WhoAmI").await;
+    let (_, lead) = env
+        .get(&format!("leads({id})?$select=_createdonbehalfby_value"))
+        .await;
+    assert_eq!(lead["_createdonbehalfby_value"], me["UserId"]);
+    // CallerObjectId (Entra object id) works too.
+    let (_, u) = env
+        .get(&format!(
+            "systemusers({sales})?$select=azureactivedirectoryobjectid"
+        ))
+        .await;
+    let oid = u["azureactivedirectoryobjectid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = env
+        .call(
+            Method::GET,
+            "WhoAmI",
+            &env.admin_token,
+            None,
+            &[("CallerObjectId", oid.as_str())],
+        )
+        .await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["UserId"], sales);
+    let r = env
+        .call(
+            Method::GET,
+            "WhoAmI",
+            &env.admin_token,
+            None,
+            &[("MSCRMCallerID", "00000000-0000-0000-0000-0000000000ff")],
+        )
+        .await;
+    assert_eq!(r.status(), 404);
     // A salesperson cannot impersonate.
     let t = env.user_token(sales).await;
     let r = env
