@@ -155,6 +155,16 @@ async fn select_filter_orderby_top_count() {
         )
         .await;
     assert_eq!(error_code(r).await.1, "0x80060888");
+    for bad in [
+        "contacts?$orderby=lastname sideways",
+        "contacts?$orderby=nosuch",
+        "contacts?$select=a/b",
+    ] {
+        let r = env
+            .call(Method::GET, bad, &env.admin_token, None, &[])
+            .await;
+        assert_eq!(error_code(r).await.0, 400, "{bad}");
+    }
     let r = env
         .call(
             Method::GET,

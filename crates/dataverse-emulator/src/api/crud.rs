@@ -15,11 +15,10 @@ use crate::store::{self, Row};
 pub fn select_list(def: &EntityDef, query: &str) -> ApiResult<Option<Vec<String>>> {
     for (k, v) in query_pairs(query) {
         if k == "$select" {
-            let cols: Vec<String> = v
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect();
+            let cols = mdsync_odata::parse_select(&v)?;
+            if cols.iter().any(|c| c == "*") {
+                return Ok(None);
+            }
             for c in &cols {
                 if def.column_by_wire(c).is_none() && def.column(c).is_none() {
                     return Err(

@@ -125,47 +125,29 @@ pub struct Prefer {
     pub annotations: Vec<String>,
 }
 
-/// Splits `Prefer` on commas outside quotes (clients combine all preferences in one header).
+/// Reads every `Prefer` header (mdsync-odata splits on commas outside quotes, as clients combine
+/// all preferences in one header).
 pub fn parse_prefer(headers: &HeaderMap) -> Prefer {
-    let mut p = Prefer::default();
-    for value in headers.get_all("prefer") {
-        let Ok(s) = value.to_str() else { continue };
-        let mut parts = Vec::new();
-        let mut cur = String::new();
-        let mut q = false;
-        for ch in s.chars() {
-            match ch {
-                '"' => {
-                    q = !q;
-                    cur.push(ch);
-                }
-                ',' if !q => parts.push(std::mem::take(&mut cur)),
-                _ => cur.push(ch),
-            }
-        }
-        parts.push(cur);
-        for part in parts {
-            let part = part.trim();
-            let (k, v) = part.split_once('=').unwrap_or((part, ""));
-            match k.trim().to_ascii_lowercase().as_str() {
-                "return" if v.trim() == "representation" => p.return_representation = true,
-                "odata.maxpagesize" => p.maxpagesize = v.trim().trim_matches('"').parse().ok(),
-                "odata.track-changes" => p.track_changes = true,
-                "odata.continue-on-error" => p.continue_on_error = true,
-                "odata.include-annotations" => {
-                    p.annotations = v
-                        .trim()
-                        .trim_matches('"')
-                        .split(',')
-                        .map(|s| s.trim().to_string())
-                        .filter(|s| !s.is_empty())
-                        .collect();
-                }
-                _ => {}
-            }
-        }
+    let p = mdsync_odata::Preferences::parse(
+        headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    Prefer {
+        return_representation: p.return_representation,
+        maxpagesize: p.max_page_size,
+        track_changes: p.track_changes,
+        continue_on_error: p.continue_on_error,
+        annotations: p
+            .include_annotations
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
     }
-    p
 }
 
 impl Prefer {

@@ -77,32 +77,15 @@ pub fn parse_options(def: &EntityDef, query: &str) -> ApiResult<QueryOptions> {
                 o.filter = Some(expr);
             }
             "$orderby" => {
-                for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                    let mut it = part.split_whitespace();
-                    let col = it.next().unwrap_or_default();
-                    let col = aliases.get(col).map(String::as_str).unwrap_or(col);
-                    let desc = match it.next() {
-                        None | Some("asc") => false,
-                        Some("desc") => true,
-                        Some(other) => {
-                            return Err(ApiError::new(
-                                StatusCode::BAD_REQUEST,
-                                "0x80060888",
-                                format!(
-                                    "Syntax error at position {} in '{v}'.",
-                                    part.find(other).unwrap_or(0) + other.len()
-                                ),
-                            ));
-                        }
-                    };
-                    if def.column_by_wire(col).is_none() {
+                for item in mdsync_odata::orderby::parse_orderby_with_aliases(v, &aliases)? {
+                    if def.column_by_wire(&item.column).is_none() {
                         return Err(mdsync_odata::ODataError::property_not_found(
-                            col,
+                            &item.column,
                             &def.logical_name,
                         )
                         .into());
                     }
-                    o.orderby.push((col.to_string(), desc));
+                    o.orderby.push((item.column, item.descending));
                 }
             }
             "$top" => {
