@@ -196,6 +196,32 @@ fn window(filter: &Map<String, Value>, name: &str) -> Result<Option<(i64, i64)>,
     Ok(Some((start, end)))
 }
 
+/// The list a lead export's `staticListId` / `staticListName` names (1003 when there is none).
+fn static_list_filter(
+    conn: &rusqlite::Connection,
+    filter: &Map<String, Value>,
+) -> Result<Option<i64>, ApiError> {
+    if let Some(id) = filter.get("staticListId") {
+        let id = id
+            .as_i64()
+            .or_else(|| id.as_str().and_then(|s| s.trim().parse().ok()))
+            .ok_or_else(|| ApiError::invalid_data("staticListId must be an integer"))?;
+        crate::lists::require(conn, id)
+            .map_err(|_| ApiError::invalid_data(format!("Static list '{id}' not found")))?;
+        return Ok(Some(id));
+    }
+    if let Some(name) = filter.get("staticListName") {
+        let name = name.as_str().unwrap_or_default();
+        let id: Option<i64> = conn
+            .query_row("SELECT id FROM lists WHERE name = ?1", [name], |r| r.get(0))
+            .optional()?;
+        return id
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid_data(format!("Static list '{name}' not found")));
+    }
+    Ok(None)
+}
+
 /// `POST /bulk/v1/{leads|activities}/export/create.json`.
 pub fn create(state: &AppState, ctx: &Ctx, kind: Kind) -> ApiResult {
     let body = ctx.params.json().cloned().unwrap_or(Value::Null);
@@ -234,23 +260,23 @@ pub fn create(state: &AppState, ctx: &Ctx, kind: Kind) -> ApiResult {
                     return Err(ApiError::invalid_data(format!("Invalid field: '{f}'")));
                 }
             }
-            for list in [
-                "staticListId",
-                "staticListName",
-                "smartListId",
-                "smartListName",
-            ] {
+            for list in ["smartListId", "smartListName"] {
                 if filter.contains_key(list) {
                     return Err(ApiError::invalid_data(format!("{list} not found")));
                 }
             }
+            let static_list = static_list_filter(&conn, &filter)?;
             if updated.is_some() && state.config.bulk_updated_at_filter_unsupported {
                 return Err(ApiError::new(
                     "1035",
                     "Unsupported filter type for target subscription",
                 ));
             }
-            if created.is_some() == updated.is_some() {
+            let filters = [created.is_some(), updated.is_some(), static_list.is_some()]
+                .iter()
+                .filter(|f| **f)
+                .count();
+            if filters != 1 {
                 return Err(ApiError::invalid_data(
                     "Exactly one of createdAt, updatedAt, staticListId, staticListName, smartListId or smartListName is required",
                 ));
@@ -731,16 +757,31 @@ fn run(state: &AppState, id: &str) -> Result<(), StoreError> {
                 })
                 .collect();
             csv.write_record(&header).map_err(csv_err)?;
-            let (column, (start, end)) = match (range("createdAt"), range("updatedAt")) {
-                (Some(r), _) => ("created_at", r),
-                (None, Some(r)) => ("updated_at", r),
-                (None, None) => ("created_at", (0, 0)),
+            let list: Option<i64> = {
+                let conn = state.store.lock();
+                static_list_filter(&conn, filter.as_object().unwrap_or(&Map::new()))
+                    .ok()
+                    .flatten()
             };
-            let mut stmt = reader.prepare(&format!(
-                "{} WHERE {column} >= ?1 AND {column} <= ?2 ORDER BY id",
-                crate::lead_store::SELECT
-            ))?;
-            let mut rows = stmt.query(params![start, end])?;
+            let mut stmt;
+            let mut rows = if let Some(list) = list {
+                stmt = reader.prepare(&format!(
+                    "{} WHERE id IN (SELECT lead_id FROM list_members WHERE list_id = ?1) ORDER BY id",
+                    crate::lead_store::SELECT
+                ))?;
+                stmt.query(params![list])?
+            } else {
+                let (column, (start, end)) = match (range("createdAt"), range("updatedAt")) {
+                    (Some(r), _) => ("created_at", r),
+                    (None, Some(r)) => ("updated_at", r),
+                    (None, None) => ("created_at", (0, 0)),
+                };
+                stmt = reader.prepare(&format!(
+                    "{} WHERE {column} >= ?1 AND {column} <= ?2 ORDER BY id",
+                    crate::lead_store::SELECT
+                ))?;
+                stmt.query(params![start, end])?
+            };
             while let Some(row) = rows.next()? {
                 let lead = crate::lead_store::Lead::from_row(row)?;
                 let record: Vec<String> = fields.iter().map(|f| cell(&lead.value(f))).collect();

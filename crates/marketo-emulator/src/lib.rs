@@ -37,7 +37,8 @@
 //!   /rest/v1/lists/{listId}/leads.json` (members as lead records / `added` / `removed`, skipped 1004
 //!   unknown lead, 1015 not a member; ids as `?id=` or a JSON `input:[{id}]`, ≤ 300), the older `GET
 //!   /rest/v1/list/{listId}/leads.json`, and `GET .../leads/ismember.json` (`memberof`/`notmemberof`).
-//!   `listId` filters `activities.json` and `leadchanges.json`.
+//!   `listId` filters `activities.json` and `leadchanges.json`; `staticListId`/`staticListName` filter bulk
+//!   lead exports (smart lists are still refused).
 //! - Campaigns: `GET /rest/v1/campaigns.json` (token-paged), `GET /rest/v1/campaigns/{id}.json`.
 //! - Programs (Asset API): `GET /rest/asset/v1/programs.json` (`offset`/`maxReturn` ≤ 200,
 //!   `earliestUpdatedAt`/`latestUpdatedAt`; `errors:[]`, `warnings:[]`, and no `result` with the warning

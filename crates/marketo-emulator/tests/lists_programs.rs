@@ -413,3 +413,93 @@ async fn named_account_describe_and_the_custom_object_list_answer() {
     );
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn lead_exports_filter_by_static_list() {
+    let emu = start(quiet_config()).await;
+    let list = admin_created(
+        &emu,
+        "/_emulator/lists",
+        json!({"name": "Campaign members"}),
+    )
+    .await;
+    let list_id = list["id"].as_i64().expect("id");
+    let leads = emu
+        .create_leads(vec![
+            json!({"email": "in1@x.com"}),
+            json!({"email": "out@x.com"}),
+            json!({"email": "in2@x.com"}),
+        ])
+        .await;
+    emu.post(
+        &format!("/rest/v1/lists/{list_id}/leads.json"),
+        json!({"input": [{"id": leads[0]}, {"id": leads[2]}]}),
+    )
+    .await;
+    let missing = emu
+        .post(
+            "/bulk/v1/leads/export/create.json",
+            json!({"fields": ["id"], "filter": {"staticListName": "Nope"}}),
+        )
+        .await;
+    assert_eq!(error_code(&missing), "1003");
+    let two = emu
+        .post(
+            "/bulk/v1/leads/export/create.json",
+            json!({"fields": ["id"], "filter": {"staticListId": list_id,
+                   "createdAt": {"startAt": "2024-01-01T00:00:00Z", "endAt": "2024-01-02T00:00:00Z"}}}),
+        )
+        .await;
+    assert_eq!(error_code(&two), "1003", "exactly one filter");
+    for filter in [
+        json!({"staticListId": list_id}),
+        json!({"staticListName": "Campaign members"}),
+    ] {
+        let created = emu
+            .post(
+                "/bulk/v1/leads/export/create.json",
+                json!({"fields": ["id", "email"], "filter": filter}),
+            )
+            .await;
+        let export = created["result"][0]["exportId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{created}"))
+            .to_string();
+        emu.post(
+            &format!("/bulk/v1/leads/export/{export}/enqueue.json"),
+            json!(null),
+        )
+        .await;
+        let mut status = Value::Null;
+        for _ in 0..200 {
+            status = emu
+                .get(&format!("/bulk/v1/leads/export/{export}/status.json"))
+                .await["result"][0]
+                .clone();
+            if status["status"] == "Completed" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert_eq!(status["numberOfRecords"], 2, "{status}");
+        let text = emu
+            .http
+            .get(emu.url(&format!("/bulk/v1/leads/export/{export}/file.json")))
+            .bearer_auth(&emu.token)
+            .send()
+            .await
+            .expect("file")
+            .text()
+            .await
+            .expect("text");
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [
+                "id,email".to_string(),
+                format!("{},in1@x.com", leads[0]),
+                format!("{},in2@x.com", leads[2])
+            ]
+        );
+    }
+    emu.shutdown().await;
+}
