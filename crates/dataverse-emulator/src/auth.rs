@@ -237,7 +237,7 @@ pub fn token_endpoint(
         return aad_error(
             StatusCode::BAD_REQUEST,
             "invalid_scope",
-            1002012,
+            70011,
             &format!(
                 "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
             ),

@@ -236,11 +236,7 @@ pub fn seed(
             ROLE_SYSADMIN,
             Some("627090ff-40a3-4053-8790-584edc5be201"),
         ),
-        (
-            &ids.role_salesperson_id,
-            ROLE_SALESPERSON,
-            Some("af0f6b2a-9b79-4d38-a9b0-0b4b2e3a6a4b"),
-        ),
+        (&ids.role_salesperson_id, ROLE_SALESPERSON, None),
         (&ids.role_marketo_sync_id, ROLE_MARKETO_SYNC, None),
     ];
     for (rid, name, template) in roles {

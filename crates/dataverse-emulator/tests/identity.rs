@@ -63,6 +63,7 @@ async fn token_endpoint_success_and_errors() {
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"], "invalid_scope");
+    assert_eq!(v["error_codes"][0], 70011);
     // Unknown client.
     let r = env
         .http
