@@ -130,7 +130,17 @@ pub fn parse_literal(v: &str) -> Option<Value> {
         return serde_json::Number::from_f64(f).map(Value::Number);
     }
     if v.starts_with('[') {
-        return serde_json::from_str(v).ok();
+        // Function parameters use OData collection literals: ['a','b'] or ["a","b"].
+        return serde_json::from_str(v)
+            .ok()
+            .or_else(|| serde_json::from_str(&v.replace('\'', "\"")).ok());
+    }
+    if v.starts_with('@')
+        && v[1..]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Some(Value::String(v.to_string()));
     }
     None
 }

@@ -113,6 +113,23 @@ async fn whoami_version_and_service_document() {
     let (s, v) = env.get("RetrieveVersion()").await;
     assert_eq!(s, 200);
     assert!(v["Version"].as_str().unwrap().starts_with("9.2."));
+    env.create("accounts", json!({"name": "Counted"})).await;
+    for path in [
+        "RetrieveTotalRecordCount(EntityNames=['account','role'])",
+        "RetrieveTotalRecordCount(EntityNames=@p1)?@p1=[\"account\",\"role\"]",
+    ] {
+        let (s, v) = env.get(path).await;
+        assert_eq!(s, 200, "{path}: {v}");
+        assert_eq!(
+            v["EntityRecordCountCollection"]["Keys"],
+            json!(["account", "role"])
+        );
+        assert_eq!(v["EntityRecordCountCollection"]["Values"], json!([1, 3]));
+    }
+    let (s, _) = env
+        .get("RetrieveTotalRecordCount(EntityNames=['nosuch'])")
+        .await;
+    assert_eq!(s, 400);
     let r = env.call(Method::GET, "", &env.admin_token, None, &[]).await;
     assert_eq!(r.headers()["OData-Version"], "4.0");
     assert_eq!(

@@ -39,6 +39,10 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Req, segs: &[Segment]) -> ApiResult<Optio
                 }),
             )
         }
+        "RetrieveTotalRecordCount" => {
+            expect(req, Method::GET)?;
+            retrieve_total_record_count(ctx, req, &segs[0])?
+        }
         "PublishAllXml" => {
             expect(req, Method::POST)?;
             ctx.caller.check_admin("prvPublishCustomization")?;
@@ -51,6 +55,60 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Req, segs: &[Segment]) -> ApiResult<Optio
         _ => return Ok(None),
     };
     Ok(Some(reply))
+}
+
+/// `RetrieveTotalRecordCount(EntityNames=['account','contact'])` or `(EntityNames=@p1)?@p1=[...]`.
+/// The real service answers from a daily snapshot; the emulator counts live rows.
+fn retrieve_total_record_count(ctx: &Ctx<'_>, req: &Req, seg: &Segment) -> ApiResult<Reply> {
+    let missing = || ApiError::bad_request("The parameter 'EntityNames' is required.");
+    let raw = match &seg.key {
+        Some(crate::path::Key::Named(p)) => p
+            .iter()
+            .find(|(k, _)| k == "EntityNames")
+            .map(|(_, v)| v.clone())
+            .ok_or_else(missing)?,
+        _ => return Err(missing()),
+    };
+    let value = match raw {
+        serde_json::Value::String(alias) if alias.starts_with('@') => {
+            super::query_pairs(&req.query)
+                .into_iter()
+                .find(|(k, _)| *k == alias)
+                .and_then(|(_, v)| serde_json::from_str(&v.replace('\'', "\"")).ok())
+                .ok_or_else(missing)?
+        }
+        other => other,
+    };
+    let names: Vec<String> = value
+        .as_array()
+        .ok_or_else(missing)?
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    let mut counts = Vec::with_capacity(names.len());
+    for name in &names {
+        let def = ctx.schema.by_logical(name).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "0x80040217",
+                format!("The entity with a name = '{name}' was not found in the MetadataCache."),
+            )
+        })?;
+        ctx.caller.check(&def, crate::security::READ)?;
+        let n: i64 = ctx.conn.query_row(
+            &format!("SELECT COUNT(*) FROM {}", crate::store::table(&def)),
+            [],
+            |r| r.get(0),
+        )?;
+        counts.push(n);
+    }
+    Ok(Reply::json(
+        StatusCode::OK,
+        json!({
+            "@odata.context": format!("{}$metadata#Microsoft.Dynamics.CRM.RetrieveTotalRecordCountResponse", ctx.base),
+            "EntityRecordCountCollection": {"Count": names.len(), "IsReadOnly": false, "Keys": names, "Values": counts},
+        }),
+    ))
 }
 
 fn expect(req: &Req, m: Method) -> ApiResult<()> {
