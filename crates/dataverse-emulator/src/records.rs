@@ -657,3 +657,48 @@ fn formatted(col: &ColumnDef, v: &Value) -> Option<String> {
         _ => None,
     }
 }
+
+/// [`project`] plus the `FormattedValue` of lookups (the target record's primary name), which
+/// needs the store.
+pub fn project_full(
+    conn: &Connection,
+    schema: &Schema,
+    def: &EntityDef,
+    row: &Row,
+    select: Option<&[String]>,
+    ann: &Annotations,
+) -> Map<String, Value> {
+    let mut out = project(def, row, select, ann);
+    if !ann.wants("OData.Community.Display.V1.FormattedValue") {
+        return out;
+    }
+    let lookups: Vec<(String, String, String)> = out
+        .iter()
+        .filter_map(|(k, v)| {
+            let id = v.as_str()?;
+            let col = def.column_by_wire(k).filter(|c| c.is_lookup())?;
+            let wire = col.wire_name();
+            let target = row
+                .get(&format!("{wire}@Microsoft.Dynamics.CRM.lookuplogicalname"))
+                .and_then(Value::as_str)?;
+            Some((wire, target.to_string(), id.to_string()))
+        })
+        .collect();
+    for (wire, target, id) in lookups {
+        let Some(tdef) = schema.by_logical(&target) else {
+            continue;
+        };
+        let Some(name_col) = tdef.primary_name.clone() else {
+            continue;
+        };
+        if let Ok(Some(trow)) = store::get(conn, &tdef, &id)
+            && let Some(name) = trow.get(&name_col).and_then(Value::as_str)
+        {
+            out.insert(
+                format!("{wire}@OData.Community.Display.V1.FormattedValue"),
+                Value::String(name.to_string()),
+            );
+        }
+    }
+    out
+}

@@ -140,7 +140,14 @@ pub fn delta(
                 let row = parse_row(&data);
                 page.push(Change::Upsert(
                     v,
-                    records::project(def, &row, opts.select.as_deref(), &ann),
+                    records::project_full(
+                        ctx.conn,
+                        &ctx.schema,
+                        def,
+                        &row,
+                        opts.select.as_deref(),
+                        &ann,
+                    ),
                 ));
             }
             next_up = match up_rows.next()? {

@@ -111,7 +111,9 @@ pub fn retrieve(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef, key: &Key) -> Api
         "@odata.context".into(),
         Value::String(entity_context(ctx, def, select.as_deref())),
     );
-    out.extend(records::project(
+    out.extend(records::project_full(
+        ctx.conn,
+        &ctx.schema,
         def,
         &row,
         select.as_deref(),
@@ -249,7 +251,9 @@ fn created_reply(
             "@odata.context".into(),
             Value::String(entity_context(ctx, def, select.as_deref())),
         );
-        out.extend(records::project(
+        out.extend(records::project_full(
+            ctx.conn,
+            &ctx.schema,
             def,
             row,
             select.as_deref(),
@@ -328,7 +332,9 @@ pub fn upsert(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef, key: &Key) -> ApiRe
                     "@odata.context".into(),
                     Value::String(entity_context(ctx, def, select.as_deref())),
                 );
-                out.extend(records::project(
+                out.extend(records::project_full(
+                    ctx.conn,
+                    &ctx.schema,
                     def,
                     &row,
                     select.as_deref(),

@@ -422,7 +422,9 @@ pub fn collection(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef) -> ApiResult<Re
             if first_id.is_none() {
                 first_id = Some(id.clone());
             }
-            value.push(Value::Object(records::project(
+            value.push(Value::Object(records::project_full(
+                ctx.conn,
+                &ctx.schema,
                 def,
                 &row,
                 opts.select.as_deref(),
