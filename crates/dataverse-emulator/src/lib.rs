@@ -21,8 +21,9 @@
 //! - `$count`/`/$count` stop at 5000 like the service. Delta tokens are `<version>!<timestamp>` on
 //!   a store-wide change clock; they expire after 7 days (`0x80044352`).
 //! - Not implemented (answered with a 400, never a wrong result): `$expand`, `$apply`, deep insert,
-//!   lambda/navigation-path filters (rejected by mdsync-odata). Lookup (target primary name)
-//!   are not emitted (choice, status and boolean ones are).
+//!   lambda/navigation-path filters (rejected by mdsync-odata).
+//! - `FormattedValue` annotations (when asked for) cover choices, status, booleans, money and
+//!   lookups (the target record's primary name).
 //! - The Marketo configuration table's names (`mkt_marketoconfig`, `mkt_marketouserid`) are
 //!   inferred from the solution's `mkt_` publisher prefix; see [`org`].
 //! - Scale: `cargo run --release -p mdsync-dataverse-emulator --example bench` seeds a million

@@ -322,6 +322,10 @@ async fn alternate_keys_binds_and_validation() {
         "account"
     );
     assert_eq!(
+        v["_parentcustomerid_value@OData.Community.Display.V1.FormattedValue"],
+        "Contoso"
+    );
+    assert_eq!(
         v["statecode@OData.Community.Display.V1.FormattedValue"],
         Value::Null
     ); // not selected
