@@ -20,8 +20,10 @@
 //!   offset, so very deep ordered paging costs a rescan per page.
 //! - `$count`/`/$count` stop at 5000 like the service. Delta tokens are `<version>!<timestamp>` on
 //!   a store-wide change clock; they expire after 7 days (`0x80044352`).
-//! - Not implemented (answered with a 400, never a wrong result): `$expand`, `$apply`, deep insert,
-//!   lambda/navigation-path filters (rejected by mdsync-odata).
+//! - `$expand` covers lookups (`primarycontactid($select=fullname)`, `parentcustomerid_account`)
+//!   and the N:N relationships, with a nested `$select` only.
+//! - Not implemented (answered with a 400, never a wrong result): `$apply`, nested `$filter`/
+//!   `$orderby` in `$expand`, deep insert, lambda/navigation-path filters (rejected by mdsync-odata).
 //! - `FormattedValue` annotations (when asked for) cover choices, status, booleans, money and
 //!   lookups (the target record's primary name).
 //! - The Marketo configuration table's names (`mkt_marketoconfig`, `mkt_marketouserid`) are

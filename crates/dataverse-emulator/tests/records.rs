@@ -610,3 +610,39 @@ async fn legacy_solution_version_and_persistence_across_restarts() {
     assert!(!format!("{d2:?}").contains(&d2.admin_client_secret));
     env.running.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn expand_single_valued_and_many_to_many() {
+    let env = start().await;
+    let acc = env.create("accounts", json!({"name": "Expando"})).await;
+    let c = env.create("contacts", json!({"lastname": "Exp", "parentcustomerid_account@odata.bind": format!("/accounts({acc})")})).await;
+    let (s, v) = env.get(&format!("contacts({c})?$select=lastname&$expand=parentcustomerid_account($select=name),parentcustomerid_contact")).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["parentcustomerid_account"]["name"], "Expando");
+    assert_eq!(v["parentcustomerid_account"]["accountid"], acc);
+    assert_eq!(v["parentcustomerid_contact"], Value::Null);
+    let (_, v) = env.get("contacts?$select=lastname&$filter=lastname eq 'Exp'&$expand=parentcustomerid_account($select=name)").await;
+    assert_eq!(v["value"][0]["parentcustomerid_account"]["name"], "Expando");
+    let (_, who) = env.get("WhoAmI").await;
+    let uid = who["UserId"].as_str().unwrap();
+    let (_, u) = env
+        .get(&format!(
+            "systemusers({uid})?$select=fullname&$expand=systemuserroles_association($select=name)"
+        ))
+        .await;
+    assert_eq!(
+        u["systemuserroles_association"][0]["name"],
+        "System Administrator"
+    );
+    for bad in [
+        "contacts?$expand=nosuch",
+        "contacts?$expand=parentcustomerid_account($filter=name eq 'x')",
+        "contacts?$expand=parentcustomerid_account(",
+    ] {
+        let r = env
+            .call(Method::GET, bad, &env.admin_token, None, &[])
+            .await;
+        assert_eq!(error_code(r).await.0, 400, "{bad}");
+    }
+    env.running.shutdown().await.unwrap();
+}

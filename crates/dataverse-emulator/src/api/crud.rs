@@ -90,6 +90,13 @@ fn resolve_existing(ctx: &Ctx<'_>, def: &EntityDef, key: &Key) -> ApiResult<Opti
 
 pub fn retrieve(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef, key: &Key) -> ApiResult<Reply> {
     let select = select_list(def, &req.query)?;
+    let expand = match query_pairs(&req.query)
+        .into_iter()
+        .find(|(k, _)| k == "$expand")
+    {
+        Some((_, v)) => super::expand::parse(def, &v)?,
+        None => Vec::new(),
+    };
     let prefer = parse_prefer(&req.headers);
     let Some((id, row)) = resolve_existing(ctx, def, key)? else {
         return Err(records::not_found_for_key(def, Some(key)));
@@ -99,6 +106,7 @@ pub fn retrieve(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef, key: &Key) -> Api
     if let Some(inm) = header(req, "if-none-match")
         && inm.trim() == tag
         && prefer.annotations.is_empty()
+        && expand.is_empty()
     {
         return Ok(Reply {
             status: StatusCode::NOT_MODIFIED,
@@ -119,6 +127,7 @@ pub fn retrieve(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef, key: &Key) -> Api
         select.as_deref(),
         &prefer.annotations(),
     ));
+    super::expand::apply(ctx, def, &row, &mut out, &expand)?;
     let mut reply = Reply::json(StatusCode::OK, Value::Object(out)).header("ETag", tag);
     if let Some(a) = prefer.applied_annotations() {
         reply = reply.header("Preference-Applied", a);

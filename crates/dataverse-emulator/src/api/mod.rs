@@ -6,6 +6,7 @@ pub mod changes;
 pub mod crud;
 pub mod csdl;
 pub mod entitydefs;
+pub mod expand;
 pub mod functions;
 pub mod multiple;
 pub mod query;

@@ -33,6 +33,7 @@ pub struct QueryOptions {
     pub count: bool,
     pub skiptoken: Option<String>,
     pub deltatoken: Option<String>,
+    pub expand: Vec<super::expand::Expand>,
 }
 
 fn unsupported(name: &str) -> ApiError {
@@ -59,6 +60,7 @@ pub fn parse_options(def: &EntityDef, query: &str) -> ApiResult<QueryOptions> {
         count: false,
         skiptoken: None,
         deltatoken: None,
+        expand: Vec::new(),
     };
     for (k, v) in &pairs {
         match k.as_str() {
@@ -110,7 +112,8 @@ pub fn parse_options(def: &EntityDef, query: &str) -> ApiResult<QueryOptions> {
             },
             "$skiptoken" => o.skiptoken = Some(v.clone()),
             "$deltatoken" => o.deltatoken = Some(v.clone()),
-            "$skip" | "$search" | "$format" | "$apply" | "$expand" => return Err(unsupported(k)),
+            "$expand" => o.expand = super::expand::parse(def, v)?,
+            "$skip" | "$search" | "$format" | "$apply" => return Err(unsupported(k)),
             other if other.starts_with('$') => return Err(unsupported(other)),
             _ => {}
         }
@@ -362,6 +365,7 @@ fn count_matching(
         count: false,
         skiptoken: None,
         deltatoken: None,
+        expand: Vec::new(),
     };
     scan(ctx, def, &plain, None, |_, _, _| {
         n += 1;
@@ -401,8 +405,12 @@ pub fn collection(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef) -> ApiResult<Re
     let mut last_id: Option<String> = None;
     let mut last_rowid: Option<i64> = None;
     let mut more = false;
-    let fast =
-        opts.filter.is_none() && opts.orderby.is_empty() && !ann.any() && opts.select.is_some();
+    let mut expand_err: Option<ApiError> = None;
+    let fast = opts.expand.is_empty()
+        && opts.filter.is_none()
+        && opts.orderby.is_empty()
+        && !ann.any()
+        && opts.select.is_some();
     if fast {
         let (rows, f, l, r, m) = fast_page(
             ctx,
@@ -422,18 +430,28 @@ pub fn collection(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef) -> ApiResult<Re
             if first_id.is_none() {
                 first_id = Some(id.clone());
             }
-            value.push(Value::Object(records::project_full(
+            let mut projected = records::project_full(
                 ctx.conn,
                 &ctx.schema,
                 def,
                 &row,
                 opts.select.as_deref(),
                 &ann,
-            )));
+            );
+            if !opts.expand.is_empty()
+                && let Err(e) = super::expand::apply(ctx, def, &row, &mut projected, &opts.expand)
+            {
+                expand_err = Some(e);
+                return false;
+            }
+            value.push(Value::Object(projected));
             last_id = Some(id);
             last_rowid = Some(rowid);
             true
         })?;
+        if let Some(e) = expand_err {
+            return Err(e);
+        }
     }
     let mut out = Map::new();
     out.insert(
