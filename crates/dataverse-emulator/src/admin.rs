@@ -148,7 +148,13 @@ struct TokenRequest {
     lifetime_seconds: Option<i64>,
 }
 
-async fn user_token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+async fn user_token(
+    State(shared): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let local = format!("127.0.0.1:{}", shared.config.listen.port());
+    let audience = crate::server::origin(&headers, &local);
     let req: TokenRequest = match parse(&body) {
         Ok(r) => r,
         Err(e) => return e,
@@ -176,7 +182,7 @@ async fn user_token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response 
             .lifetime_seconds
             .unwrap_or(sh.config.token_lifetime.as_secs() as i64);
         let now = chrono::Utc::now().timestamp();
-        let claims = crate::auth::user_claims(&uid, &sh.ids.tenant_id, "dataverse", lifetime, now);
+        let claims = crate::auth::user_claims(&uid, &sh.ids.tenant_id, &audience, lifetime, now);
         let token = crate::auth::sign(&sh.ids.token_secret, &claims);
         Ok(axum::Json(
             json!({"token_type": "Bearer", "expires_in": lifetime, "access_token": token}),

@@ -156,8 +156,31 @@ fn aad_error(status: StatusCode, error: &str, code: u32, description: &str) -> R
     r
 }
 
-/// Handles `POST /{tenant}/oauth2/v2.0/token` (client credentials; form body or Basic auth).
+/// 400 AADSTS90002, as Entra ID answers for an unknown tenant.
+pub fn tenant_not_found(tenant: &str) -> Response {
+    aad_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        90002,
+        &format!(
+            "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+        ),
+    )
+}
+
+/// Which token endpoint was called: v2.0 takes `scope=<resource>/.default`, v1 takes
+/// `resource=<resource>` and answers with string-typed lifetimes plus `expires_on`/`resource`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    V1,
+    V2,
+}
+
+/// Handles `POST /{tenant}/oauth2/v2.0/token` and `POST /{tenant}/oauth2/token` (client
+/// credentials; form body or Basic auth).
+#[allow(clippy::too_many_arguments)]
 pub fn token_endpoint(
+    endpoint: Endpoint,
     conn: &Connection,
     tenant_id: &str,
     token_secret: &str,
@@ -167,14 +190,7 @@ pub fn token_endpoint(
     body: &[u8],
 ) -> Response {
     if !path_tenant.eq_ignore_ascii_case(tenant_id) {
-        return aad_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            90002,
-            &format!(
-                "Tenant '{path_tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
-            ),
-        );
+        return tenant_not_found(path_tenant);
     }
     let form: HashMap<String, String> = serde_urlencoded::from_bytes(body).unwrap_or_default();
     let (mut client_id, mut secret) = (
@@ -229,19 +245,35 @@ pub fn token_endpoint(
             "The request body must contain the following parameter: 'client_id'.",
         );
     };
-    let scope = form.get("scope").cloned().unwrap_or_default();
-    let Some(resource) = scope
-        .strip_suffix("/.default")
-        .filter(|r| !r.is_empty() && !r.contains(' '))
-    else {
-        return aad_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_scope",
-            70011,
-            &format!(
-                "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
-            ),
-        );
+    let resource = match endpoint {
+        Endpoint::V2 => {
+            let scope = form.get("scope").cloned().unwrap_or_default();
+            let Some(resource) = scope
+                .strip_suffix("/.default")
+                .filter(|r| !r.is_empty() && !r.contains(' '))
+            else {
+                return aad_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    70011,
+                    &format!(
+                        "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+                    ),
+                );
+            };
+            resource.to_string()
+        }
+        Endpoint::V1 => match form.get("resource").filter(|r| !r.trim().is_empty()) {
+            Some(r) => r.trim().trim_end_matches('/').to_string(),
+            None => {
+                return aad_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_resource",
+                    500011,
+                    "The resource principal named  was not found in the tenant. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.",
+                );
+            }
+        },
     };
     let app = match find_app(conn, &client_id) {
         Ok(Some(app)) => app,
@@ -269,26 +301,112 @@ pub fn token_endpoint(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
             7000215,
-            "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '"
-                .to_string()
-                .as_str(),
+            &format!(
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.",
+                app.client_id
+            ),
         );
     }
     let now = chrono::Utc::now().timestamp();
-    let claims = app_claims(&app, tenant_id, resource, lifetime_secs, now);
+    let claims = app_claims(&app, tenant_id, &resource, lifetime_secs, now);
     let token = sign(token_secret, &claims);
-    let body = json!({
-        "token_type": "Bearer",
-        "expires_in": lifetime_secs,
-        "ext_expires_in": lifetime_secs,
-        "access_token": token,
-    });
+    let body = match endpoint {
+        Endpoint::V2 => json!({
+            "token_type": "Bearer",
+            "expires_in": lifetime_secs,
+            "ext_expires_in": lifetime_secs,
+            "access_token": token,
+        }),
+        Endpoint::V1 => json!({
+            "token_type": "Bearer",
+            "expires_in": lifetime_secs.to_string(),
+            "ext_expires_in": lifetime_secs.to_string(),
+            "expires_on": (now + lifetime_secs).to_string(),
+            "not_before": now.to_string(),
+            "resource": resource,
+            "access_token": token,
+        }),
+    };
     let mut r = (StatusCode::OK, axum::Json(body)).into_response();
     r.headers_mut().insert(
         axum::http::header::CACHE_CONTROL,
         axum::http::HeaderValue::from_static("no-store, no-cache"),
     );
     r
+}
+
+/// Whether a token's `aud` names this service as reached by the request (`origin` =
+/// `<scheme>://<host>`). The scheme is ignored (a TLS-terminating proxy in front of the emulator
+/// sees plain HTTP) and, like the service, both `org.crm…` and `org.api.crm…` host forms count.
+pub fn audience_matches(aud: &str, origin: &str) -> bool {
+    fn host(u: &str) -> String {
+        let no_scheme = u.split_once("://").map_or(u, |(_, rest)| rest);
+        let h = no_scheme
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let h = h.strip_suffix(":443").unwrap_or(&h).to_string();
+        h.replacen(".api.crm", ".crm", 1)
+    }
+    let a = host(aud.trim());
+    !a.is_empty() && a == host(origin)
+}
+
+/// `GET /{tenant}/v2.0/.well-known/openid-configuration` (and the v1 form without `/v2.0`):
+/// what MSAL and azure-identity read before asking for a token.
+pub fn openid_configuration(origin: &str, tenant: &str, v2: bool) -> Value {
+    let (ver, issuer) = if v2 {
+        ("/v2.0", format!("{origin}/{tenant}/v2.0"))
+    } else {
+        ("", format!("https://sts.windows.net/{tenant}/"))
+    };
+    json!({
+        "token_endpoint": format!("{origin}/{tenant}/oauth2{ver}/token"),
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+        "jwks_uri": format!("{origin}/{tenant}/discovery{ver}/keys"),
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "issuer": issuer,
+        "request_uri_parameter_supported": false,
+        "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
+        "authorization_endpoint": format!("{origin}/{tenant}/oauth2{ver}/authorize"),
+        "device_authorization_endpoint": format!("{origin}/{tenant}/oauth2{ver}/devicecode"),
+        "http_logout_supported": true,
+        "frontchannel_logout_supported": true,
+        "end_session_endpoint": format!("{origin}/{tenant}/oauth2{ver}/logout"),
+        "claims_supported": ["sub", "iss", "cloud_instance_name", "cloud_instance_host_name", "cloud_graph_host_name", "msgraph_host", "aud", "exp", "iat", "auth_time", "acr", "nonce", "preferred_username", "name", "tid", "ver", "at_hash", "c_hash", "email"],
+        "kerberos_endpoint": format!("{origin}/{tenant}/kerberos"),
+        "tenant_region_scope": "NA",
+        "cloud_instance_name": "microsoftonline.com",
+        "cloud_graph_host_name": "graph.windows.net",
+        "msgraph_host": "graph.microsoft.com",
+        "rbac_url": "https://pas.windows.net",
+    })
+}
+
+/// `GET /common/discovery/instance?api-version=1.1&authorization_endpoint=…`: MSAL's instance
+/// discovery. The emulator is its own (only) cloud instance, so it points back at itself.
+pub fn instance_discovery(origin: &str, authorization_endpoint: Option<&str>) -> Value {
+    let host = origin.split_once("://").map_or(origin, |(_, h)| h);
+    // The tenant is the first path segment of the authority the client named.
+    let tenant = authorization_endpoint
+        .and_then(|a| a.split_once("://").map(|(_, r)| r))
+        .and_then(|r| r.split('/').nth(1))
+        .filter(|t| !t.is_empty())
+        .unwrap_or("common");
+    json!({
+        "tenant_discovery_endpoint": format!("{origin}/{tenant}/v2.0/.well-known/openid-configuration"),
+        "api-version": "1.1",
+        "metadata": [{
+            "preferred_network": host,
+            "preferred_cache": host,
+            "aliases": [host],
+        }],
+    })
 }
 
 /// Finds the systemuser behind verified claims: user tokens carry the id, app tokens map through

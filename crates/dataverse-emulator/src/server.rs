@@ -8,7 +8,7 @@ use axum::body::{Body, to_bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use mdsync_emulator_kit::{Fault, FaultRegistry, RequestCounters, ServerHandle};
 use serde_json::Value;
 
@@ -95,7 +95,16 @@ pub async fn spawn(config: Config) -> Result<Running, Error> {
     let counters = RequestCounters::default();
     let shared = Shared::new(store, ids, config.clone(), faults.clone(), counters.clone());
     let router = Router::new()
-        .route("/{tenant}/oauth2/v2.0/token", post(token))
+        .route("/{tenant}/oauth2/v2.0/token", post(token_v2))
+        .route("/{tenant}/oauth2/token", post(token_v1))
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(openid_v2),
+        )
+        .route("/{tenant}/.well-known/openid-configuration", get(openid_v1))
+        .route("/common/discovery/instance", get(instance_discovery))
+        .route("/{tenant}/discovery/v2.0/keys", get(jwks))
+        .route("/{tenant}/discovery/keys", get(jwks))
         .merge(crate::admin::routes(shared.clone()))
         .fallback(entry)
         .with_state(shared.clone());
@@ -122,9 +131,85 @@ pub async fn spawn(config: Config) -> Result<Running, Error> {
     })
 }
 
-async fn token(
+async fn token_v2(
     State(shared): State<Arc<Shared>>,
     Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    token(shared, crate::auth::Endpoint::V2, tenant, headers, body).await
+}
+
+async fn token_v1(
+    State(shared): State<Arc<Shared>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    token(shared, crate::auth::Endpoint::V1, tenant, headers, body).await
+}
+
+fn request_origin(shared: &Shared, headers: &HeaderMap) -> String {
+    origin(
+        headers,
+        &format!("127.0.0.1:{}", shared.config.listen.port()),
+    )
+}
+
+/// Entra ID answers discovery for unknown tenants with 400 AADSTS90002; same here.
+fn discovery(shared: &Shared, headers: &HeaderMap, tenant: &str, v2: bool) -> Response {
+    if !tenant.eq_ignore_ascii_case(&shared.ids.tenant_id) {
+        return crate::auth::tenant_not_found(tenant);
+    }
+    let origin = request_origin(shared, headers);
+    axum::Json(crate::auth::openid_configuration(
+        &origin,
+        &shared.ids.tenant_id,
+        v2,
+    ))
+    .into_response()
+}
+
+async fn openid_v2(
+    State(shared): State<Arc<Shared>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    discovery(&shared, &headers, &tenant, true)
+}
+
+async fn openid_v1(
+    State(shared): State<Arc<Shared>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    discovery(&shared, &headers, &tenant, false)
+}
+
+async fn instance_discovery(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let params: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or("")).unwrap_or_default();
+    let endpoint = params
+        .iter()
+        .find(|(k, _)| k == "authorization_endpoint")
+        .map(|(_, v)| v.as_str());
+    let origin = request_origin(&shared, &headers);
+    axum::Json(crate::auth::instance_discovery(&origin, endpoint)).into_response()
+}
+
+/// Tokens are HMAC-signed, so there is no public key to publish; the set is empty.
+async fn jwks() -> Response {
+    axum::Json(serde_json::json!({"keys": []})).into_response()
+}
+
+async fn token(
+    shared: Arc<Shared>,
+    endpoint: crate::auth::Endpoint,
+    tenant: String,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -132,6 +217,7 @@ async fn token(
     tokio::task::spawn_blocking(move || {
         let conn = shared.store().conn.lock();
         crate::auth::token_endpoint(
+            endpoint,
             &conn,
             &shared.ids.tenant_id,
             &shared.ids.token_secret,
@@ -299,6 +385,15 @@ async fn entry(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Respons
             .into_response();
         }
     };
+    let aud = claims.get("aud").and_then(Value::as_str).unwrap_or("");
+    if !crate::auth::audience_matches(aud, &origin) {
+        return ApiError::unauthorized(
+            &challenge,
+            &origin,
+            "The access token is invalid: its audience does not match this organization.",
+        )
+        .into_response();
+    }
     let body = match to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => {
