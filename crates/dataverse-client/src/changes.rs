@@ -27,6 +27,10 @@ pub enum Change {
 pub struct ChangePage {
     pub changes: Vec<Change>,
     pub delta_link: Option<String>,
+    /// The link to the following page (`@odata.nextLink`, verbatim). Storing it once this page's rows
+    /// are processed lets an interrupted initial read continue with [`Client::resume_changes`] instead of
+    /// starting over; `None` on the last page.
+    pub next_link: Option<String>,
 }
 
 /// Splits a delta response's rows into upserts and deletions.
@@ -95,6 +99,20 @@ impl Client {
         self.change_pages(first, page_size, true, operation)
     }
 
+    /// Continues an initial read of change tracking from a stored [`ChangePage::next_link`] (its paging
+    /// cookie carries the read's snapshot, so the delta link at the end covers every change made since the
+    /// read began). A link the service no longer accepts fails like any request (the caller starts over
+    /// with [`Client::track_changes`]).
+    pub fn resume_changes(
+        &self,
+        next_link: &str,
+        page_size: Option<u32>,
+    ) -> impl Stream<Item = Result<ChangePage, DataverseError>> + Send + 'static {
+        let operation = "resume change tracking".to_string();
+        let first = self.link(next_link, &operation);
+        self.change_pages(first, page_size, true, operation)
+    }
+
     /// Changes since a stored delta link; the last page carries the next link to store.
     pub fn follow_delta(
         &self,
@@ -156,6 +174,7 @@ impl Client {
                     } else {
                         None
                     },
+                    next_link: collection.next_link,
                 };
                 Ok(Some((page, following)))
             }

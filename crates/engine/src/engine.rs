@@ -467,8 +467,8 @@ impl Engine {
         report.timings.marketo_read_ms += t.elapsed().as_millis() as u64;
         for (entity, position) in positions {
             match position {
-                CrmPosition::Loading { pages } => {
-                    self.load_entity(d, *entity, *pages, options, report)
+                CrmPosition::Loading { pages, next } => {
+                    self.load_entity(d, *entity, *pages, next.as_deref(), options, report)
                         .await?;
                 }
                 CrmPosition::Delta(link) => {
@@ -674,12 +674,14 @@ impl Engine {
     }
 
     /// The initial load of one entity (or its continuation after a crash): every row, page by page; the
-    /// delta link is committed with the last page.
+    /// delta link is committed with the last page. An interrupted load continues from the stored next-page
+    /// link; when the service refuses that link, it starts over and skips the rows already loaded.
     async fn load_entity(
         &self,
         d: &Discovery,
         entity: CrmEntity,
         pages_done: u64,
+        next: Option<&str>,
         options: &CycleOptions,
         report: &mut CycleReport,
     ) -> Result<(), EngineError> {
@@ -688,26 +690,67 @@ impl Engine {
         let total = self.count_rows(entity).await;
         if let Some(p) = &progress {
             p.start(entity, total);
+            if pages_done > 0 && next.is_some() {
+                p.advance(entity, pages_done * u64::from(self.settings.crm_page_size));
+            }
         }
         report.entity(entity.logical_name()).mode = "initial".into();
-        let stream = self.crm.track_changes(
-            entity.entity_set(),
-            &select,
-            Some(self.settings.crm_page_size),
-        );
-        self.consume(
-            d,
-            entity,
-            stream,
-            Mode::Initial,
-            pages_done > 0,
-            true,
-            total,
-            None,
-            options,
-            report,
-        )
-        .await?;
+        let page_size = Some(self.settings.crm_page_size);
+        let resumed = match next {
+            Some(link) if pages_done > 0 => {
+                let mut stream = Box::pin(self.crm.resume_changes(link, page_size));
+                match stream.try_next().await {
+                    Ok(first) => {
+                        tracing::info!(entity = %entity, pages_done, "Resuming the initial load");
+                        report.entity(entity.logical_name()).resumed_at_page = Some(pages_done);
+                        let first =
+                            futures::stream::iter(first.map(Ok::<ChangePage, DataverseError>));
+                        Some(futures::StreamExt::chain(first, stream))
+                    }
+                    Err(e) if e.is_transient() => return Err(e.into()),
+                    Err(e) => {
+                        tracing::warn!(entity = %entity, error = %e, "The stored page link was refused: re-reading the entity from the start");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        match resumed {
+            Some(stream) => {
+                self.consume(
+                    d,
+                    entity,
+                    stream,
+                    Mode::Initial,
+                    (true, pages_done),
+                    true,
+                    total,
+                    None,
+                    options,
+                    report,
+                )
+                .await?
+            }
+            None => {
+                let stream = self
+                    .crm
+                    .track_changes(entity.entity_set(), &select, page_size);
+                self.consume(
+                    d,
+                    entity,
+                    stream,
+                    Mode::Initial,
+                    (pages_done > 0, 0),
+                    true,
+                    total,
+                    None,
+                    options,
+                    report,
+                )
+                .await?
+            }
+        }
         if let Some(p) = &progress {
             p.finish(entity);
         }
@@ -734,7 +777,7 @@ impl Engine {
                 entity,
                 stream,
                 Mode::Incremental,
-                false,
+                (false, 0),
                 false,
                 None,
                 Some(pending),
@@ -760,7 +803,7 @@ impl Engine {
                     entity,
                     stream,
                     Mode::Incremental,
-                    false,
+                    (false, 0),
                     true,
                     None,
                     Some(pending),
@@ -794,7 +837,7 @@ impl Engine {
         entity: CrmEntity,
         stream: impl Stream<Item = Result<ChangePage, DataverseError>> + Send + 'static,
         mode: Mode,
-        resuming: bool,
+        (resuming, pages_before): (bool, u64),
         loading: bool,
         total: Option<u64>,
         mut pending: Option<&mut Pending>,
@@ -810,11 +853,11 @@ impl Engine {
         } else {
             1
         };
-        let mut pages_rx = prefetch(stream, depth);
+        let mut pages_rx = prefetch(stream, 1);
         let mut inflight: std::collections::VecDeque<InFlight> = Default::default();
         let mut previous: Option<oneshot::Receiver<()>> = None;
-        let mut pages = 0u64;
-        let mut read = 0u64;
+        let mut pages = pages_before;
+        let mut read = pages_before * u64::from(self.settings.crm_page_size);
         loop {
             let t = Instant::now();
             let next = pages_rx.recv().await.transpose()?;
@@ -870,9 +913,13 @@ impl Engine {
             }
             let cursors = match (&page.delta_link, loading) {
                 (Some(link), _) => vec![crm_cursor(entity, &CrmPosition::Delta(link.clone()))],
-                (None, true) if mode == Mode::Initial => {
-                    vec![crm_cursor(entity, &CrmPosition::Loading { pages })]
-                }
+                (None, true) if mode == Mode::Initial => vec![crm_cursor(
+                    entity,
+                    &CrmPosition::Loading {
+                        pages,
+                        next: page.next_link.clone(),
+                    },
+                )],
                 (None, _) => Vec::new(),
             };
             let last = page.delta_link.is_some();

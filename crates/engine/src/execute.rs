@@ -259,9 +259,12 @@ impl Writer {
         let chunks: Vec<&[usize]> = indices.chunks(batch).collect();
         // Several calls in flight (the client's limiter bounds them), answers taken in input order.
         let mut calls = Vec::with_capacity(chunks.len());
-        for chunk in &chunks {
-            let records: Vec<Record> = chunk.iter().map(|&i| marketo_record(&ops[i])).collect();
-            calls.push(self.marketo_call(call, records));
+        for &chunk in &chunks {
+            // Bodies are built when a call starts, so only the calls in flight hold a copy.
+            calls.push(async move {
+                let records: Vec<Record> = chunk.iter().map(|&i| marketo_record(&ops[i])).collect();
+                self.marketo_call(call, records).await
+            });
         }
         let answers: Vec<Result<Vec<RecordResult>, EngineError>> = futures::stream::iter(calls)
             .buffered(self.settings.marketo_concurrency.max(1))

@@ -14,6 +14,9 @@ pub struct EntityReport {
     pub pages: u64,
     /// Whether the entity finished its initial load (or resync) in this cycle.
     pub load_completed: bool,
+    /// An interrupted initial load continued after this many committed pages (not re-read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed_at_page: Option<u64>,
 }
 
 /// Wall-clock time per phase of a cycle, in milliseconds.

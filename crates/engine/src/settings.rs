@@ -66,7 +66,7 @@ impl Default for EngineSettings {
             marketo_batch: 300,
             crm_batch: 1000,
             marketo_concurrency: 5,
-            pipeline_depth: 2,
+            pipeline_depth: 1,
             poll_interval: Duration::from_secs(1),
             marketo_daily_budget: MARKETO_DAILY_QUOTA,
             crm_sync_user: None,

@@ -43,7 +43,9 @@ impl Status {
             let cursor = store.cursor(entity.logical_name(), Side::Crm)?;
             let (phase, pages) = match cursor.as_ref().map(|c| CrmPosition::parse(Some(&c.value))) {
                 None => ("not started".to_owned(), None),
-                Some(CrmPosition::Loading { pages }) => ("initial load".to_owned(), Some(pages)),
+                Some(CrmPosition::Loading { pages, .. }) => {
+                    ("initial load".to_owned(), Some(pages))
+                }
                 Some(CrmPosition::Delta(_)) => ("incremental".to_owned(), None),
             };
             out.push(EntityStatus {
