@@ -133,49 +133,265 @@ pub fn entity_json(def: &EntityDef) -> Map<String, Value> {
         }),
     );
     m.insert("DisplayName".into(), label(&def.display_name));
-    let keys: Vec<Value> = def
-        .alternate_keys
-        .iter()
-        .map(|k| json!({"LogicalName": k.join("_"), "KeyAttributes": k, "EntityLogicalName": def.logical_name}))
-        .collect();
-    m.insert("Keys".into(), Value::Array(keys));
+    m.insert("DisplayCollectionName".into(), label(&def.set_name));
+    m.insert("Description".into(), label(""));
+    m.insert("IsPrivate".into(), json!(false));
+    m.insert("IsActivity".into(), json!(false));
+    m.insert("IsActivityParty".into(), json!(false));
+    m.insert("IsIntersect".into(), json!(false));
+    m.insert("IsLogicalEntity".into(), json!(false));
+    m.insert("IsManaged".into(), json!(!def.custom_entity));
+    m.insert("IsValidForAdvancedFind".into(), json!(true));
+    m.insert("IsAvailableOffline".into(), json!(true));
+    m.insert("IsBPFEntity".into(), json!(false));
+    m.insert("IsCustomizable".into(), json!({"Value": true, "CanBeChanged": true, "ManagedPropertyLogicalName": "iscustomizable"}));
+    m.insert("TableType".into(), json!("Standard"));
+    m.insert("HasNotes".into(), json!(false));
+    m.insert("HasActivities".into(), json!(false));
+    m.insert("PrimaryImageAttribute".into(), Value::Null);
+    m.insert(
+        "CollectionSchemaName".into(),
+        json!(format!("{}s", def.schema_name)),
+    );
+    m.insert("EntityColor".into(), Value::Null);
+    m.insert("IntroducedVersion".into(), json!("5.0.0.0"));
     m
 }
 
-/// Applies `$select` and `$filter` of a metadata query to JSON objects.
-fn shape(items: Vec<Map<String, Value>>, query: &str) -> ApiResult<Vec<Value>> {
-    let pairs = query_pairs(query);
-    let mut filter = None;
-    let mut select: Option<Vec<String>> = None;
-    let aliases: mdsync_odata::Aliases = pairs
-        .iter()
-        .filter(|(k, _)| k.starts_with('@'))
-        .cloned()
-        .collect();
-    for (k, v) in &pairs {
-        match k.as_str() {
-            "$filter" => filter = Some(mdsync_odata::parse_filter(v, &aliases)?),
-            "$select" => select = Some(v.split(',').map(|s| s.trim().to_string()).collect()),
-            _ => {}
+/// `$select`/`$filter`/`$expand` of a metadata query (nested ones come from `$expand=X(...)`).
+#[derive(Default)]
+struct MetaQuery {
+    filter: Option<mdsync_odata::Expr>,
+    select: Option<Vec<String>>,
+    expand: Vec<(String, MetaQuery)>,
+}
+
+fn meta_error(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "0x80060888", message)
+}
+
+impl MetaQuery {
+    fn parse(pairs: &[(String, String)], aliases: &mdsync_odata::Aliases) -> ApiResult<Self> {
+        let mut q = MetaQuery::default();
+        for (k, v) in pairs {
+            match k.as_str() {
+                "$filter" => q.filter = Some(mdsync_odata::parse_filter(v, aliases)?),
+                "$select" => q.select = Some(v.split(',').map(|s| s.trim().to_string()).collect()),
+                "$expand" => {
+                    for item in super::expand::split_top(v, ',') {
+                        let item = item.trim();
+                        let (nav, inner) = match item.find('(') {
+                            Some(i) if item.ends_with(')') => {
+                                (item[..i].trim(), &item[i + 1..item.len() - 1])
+                            }
+                            Some(_) => {
+                                return Err(meta_error(format!("Syntax error in $expand '{v}'.")));
+                            }
+                            None => (item, ""),
+                        };
+                        if nav.is_empty() {
+                            return Err(meta_error(format!("Syntax error in $expand '{v}'.")));
+                        }
+                        let nested: Vec<(String, String)> = super::expand::split_top(inner, ';')
+                            .into_iter()
+                            .filter(|o| !o.trim().is_empty())
+                            .map(|o| match o.split_once('=') {
+                                Some((a, b)) => (a.trim().to_string(), b.trim().to_string()),
+                                None => (o.trim().to_string(), String::new()),
+                            })
+                            .collect();
+                        q.expand
+                            .push((nav.to_string(), MetaQuery::parse(&nested, aliases)?));
+                    }
+                }
+                other if other.starts_with('$') => {
+                    return Err(meta_error(format!(
+                        "The query parameter {other} is not supported for metadata queries."
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(q)
+    }
+
+    fn from_query(query: &str) -> ApiResult<Self> {
+        let pairs = query_pairs(query);
+        let aliases: mdsync_odata::Aliases = pairs
+            .iter()
+            .filter(|(k, _)| k.starts_with('@'))
+            .cloned()
+            .collect();
+        let pairs: Vec<_> = pairs
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with('@'))
+            .collect();
+        MetaQuery::parse(&pairs, &aliases)
+    }
+}
+
+/// Navigation properties of a metadata type: which exist, and how to produce them.
+type Navs<'a> = &'a dyn Fn(&str, &Map<String, Value>) -> Option<Value>;
+
+/// Navigation properties of AttributeMetadata.
+fn attribute_navs(nav: &str, m: &Map<String, Value>) -> Option<Value> {
+    match nav {
+        "OptionSet" => Some(m.get("OptionSet").cloned().unwrap_or(Value::Null)),
+        // The emulator's choices are all local option sets.
+        "GlobalOptionSet" => Some(Value::Null),
+        _ => None,
+    }
+}
+
+fn no_navs(_: &str, _: &Map<String, Value>) -> Option<Value> {
+    None
+}
+
+/// Applies a metadata query to JSON objects of type `type_name`; expanded navigation properties
+/// are kept whatever `$select` says, and an unknown one is a 400 (never silently ignored).
+fn apply(
+    items: Vec<Map<String, Value>>,
+    q: &MetaQuery,
+    type_name: &str,
+    navs: Navs<'_>,
+    child: &dyn Fn(&str) -> (&'static str, Navs<'static>),
+) -> ApiResult<Vec<Value>> {
+    let probe = Map::new();
+    for (nav, _) in &q.expand {
+        if navs(nav, &probe).is_none() {
+            return Err(meta_error(format!(
+                "Could not find a property named '{nav}' on type 'Microsoft.Dynamics.CRM.{type_name}'."
+            )));
         }
     }
     let ectx = mdsync_odata::EvalContext::at(chrono::Utc::now());
-    Ok(items
-        .into_iter()
-        .filter(|m| filter.as_ref().is_none_or(|f| f.eval(m, &ectx)))
-        .map(|m| match &select {
-            None => Value::Object(m),
-            Some(cols) => {
-                let mut out = Map::new();
-                for (k, v) in m {
-                    if k == "MetadataId" || k.starts_with('@') || cols.contains(&k) {
-                        out.insert(k, v);
-                    }
+    let mut out = Vec::new();
+    for m in items {
+        if !q.filter.as_ref().is_none_or(|f| f.eval(&m, &ectx)) {
+            continue;
+        }
+        let mut o = match &q.select {
+            None => m.clone(),
+            Some(cols) => m
+                .iter()
+                .filter(|(k, _)| {
+                    k.as_str() == "MetadataId" || k.starts_with('@') || cols.contains(k)
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        for (nav, nested) in &q.expand {
+            let value = navs(nav, &m).unwrap_or(Value::Null);
+            let (ctype, cnavs) = child(nav);
+            let value = match value {
+                Value::Array(list) => {
+                    let maps = list
+                        .into_iter()
+                        .filter_map(|v| match v {
+                            Value::Object(m) => Some(m),
+                            _ => None,
+                        })
+                        .collect();
+                    Value::Array(apply(maps, nested, ctype, cnavs, &|_| ("", &no_navs))?)
                 }
-                Value::Object(out)
-            }
+                Value::Object(m) => {
+                    if nested.filter.is_some() {
+                        return Err(meta_error(format!(
+                            "The query option $filter is not allowed inside $expand of the single-valued '{nav}'."
+                        )));
+                    }
+                    apply(vec![m], nested, ctype, cnavs, &|_| ("", &no_navs))?
+                        .pop()
+                        .unwrap_or(Value::Null)
+                }
+                other => other,
+            };
+            o.insert(nav.clone(), value);
+        }
+        out.push(Value::Object(o));
+    }
+    Ok(out)
+}
+
+/// Builds the navigation-property producer of EntityMetadata for one table.
+fn entity_navs(def: &EntityDef) -> impl Fn(&str, &Map<String, Value>) -> Option<Value> + '_ {
+    move |nav, _| match nav {
+        "Attributes" => Some(Value::Array(
+            def.columns
+                .iter()
+                .map(|c| Value::Object(attribute_json(def, c)))
+                .collect(),
+        )),
+        "Keys" => Some(Value::Array(
+            key_json(def).into_iter().map(Value::Object).collect(),
+        )),
+        _ => None,
+    }
+}
+
+fn entity_child(nav: &str) -> (&'static str, Navs<'static>) {
+    match nav {
+        "Attributes" => ("AttributeMetadata", &attribute_navs),
+        _ => ("EntityKeyMetadata", &no_navs),
+    }
+}
+
+/// EntityKeyMetadata of a table's alternate keys.
+pub fn key_json(def: &EntityDef) -> Vec<Map<String, Value>> {
+    def.alternate_keys
+        .iter()
+        .map(|k| {
+            let name = k.join("_");
+            let schema = format!("{}_{}", def.schema_name, name);
+            let mut m = Map::new();
+            m.insert("MetadataId".into(), json!(stable_uuid(&format!("key:{}.{name}", def.logical_name))));
+            m.insert("LogicalName".into(), json!(name));
+            m.insert("SchemaName".into(), json!(schema));
+            m.insert("EntityLogicalName".into(), json!(def.logical_name));
+            m.insert("KeyAttributes".into(), json!(k));
+            m.insert("DisplayName".into(), label(&k.join(", ")));
+            m.insert("EntityKeyIndexStatus".into(), json!("Active"));
+            m.insert("IsManaged".into(), json!(false));
+            m.insert("IsCustomizable".into(), json!({"Value": true, "CanBeChanged": true, "ManagedPropertyLogicalName": "iscustomizable"}));
+            m.insert("IsSynchronous".into(), json!(true));
+            m.insert("IsExportKey".into(), json!(false));
+            m.insert("IntroducedVersion".into(), json!("1.0"));
+            m.insert("AsyncJob".into(), Value::Null);
+            m
         })
-        .collect())
+        .collect()
+}
+
+/// Metadata types a cast segment may name, with the column types each one covers.
+fn cast_matches(cast: &str, c: &ColumnDef) -> Option<bool> {
+    let t = cast.strip_prefix("Microsoft.Dynamics.CRM.")?;
+    let mt = c.ty.metadata_type();
+    Some(match t {
+        "AttributeMetadata" => true,
+        "EnumAttributeMetadata" => matches!(
+            c.ty,
+            ColumnType::Picklist { .. } | ColumnType::State { .. } | ColumnType::Status { .. }
+        ),
+        "BooleanAttributeMetadata"
+        | "StringAttributeMetadata"
+        | "MemoAttributeMetadata"
+        | "IntegerAttributeMetadata"
+        | "BigIntAttributeMetadata"
+        | "DecimalAttributeMetadata"
+        | "MoneyAttributeMetadata"
+        | "DoubleAttributeMetadata"
+        | "DateTimeAttributeMetadata"
+        | "UniqueIdentifierAttributeMetadata"
+        | "PicklistAttributeMetadata"
+        | "StateAttributeMetadata"
+        | "StatusAttributeMetadata"
+        | "LookupAttributeMetadata"
+        | "MultiSelectPicklistAttributeMetadata"
+        | "ImageAttributeMetadata"
+        | "FileAttributeMetadata"
+        | "EntityNameAttributeMetadata" => t == mt,
+        _ => return None,
+    })
 }
 
 fn find_entity(ctx: &Ctx<'_>, key: &Key) -> ApiResult<std::sync::Arc<EntityDef>> {
@@ -221,8 +437,19 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Req, segs: &[Segment]) -> ApiResult<Reply
     match (segs.len(), &segs[0].key) {
         (1, None) => {
             require_get(req)?;
-            let items = ctx.schema.entities.iter().map(|e| entity_json(e)).collect();
-            let value = shape(items, &req.query)?;
+            let q = MetaQuery::from_query(&req.query)?;
+            let mut value = Vec::new();
+            // Each table expands its own Attributes/Keys, so apply the query per table.
+            for e in &ctx.schema.entities {
+                let navs = entity_navs(e);
+                value.extend(apply(
+                    vec![entity_json(e)],
+                    &q,
+                    "EntityMetadata",
+                    &navs,
+                    &entity_child,
+                )?);
+            }
             Ok(Reply::json(
                 StatusCode::OK,
                 json!({"@odata.context": format!("{base}$metadata#EntityDefinitions"), "value": value}),
@@ -231,7 +458,15 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Req, segs: &[Segment]) -> ApiResult<Reply
         (1, Some(key)) => {
             require_get(req)?;
             let def = find_entity(ctx, key)?;
-            let mut v = shape(vec![entity_json(&def)], &req.query)?;
+            let q = MetaQuery::from_query(&req.query)?;
+            let navs = entity_navs(&def);
+            let mut v = apply(
+                vec![entity_json(&def)],
+                &q,
+                "EntityMetadata",
+                &navs,
+                &entity_child,
+            )?;
             let mut m = match v.pop() {
                 Some(Value::Object(m)) => m,
                 _ => Map::new(),
@@ -242,22 +477,97 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Req, segs: &[Segment]) -> ApiResult<Reply
             );
             Ok(Reply::json(StatusCode::OK, Value::Object(m)))
         }
+        (n, Some(key)) if n >= 2 && segs[1].name == "Keys" => {
+            require_get(req)?;
+            let def = find_entity(ctx, key)?;
+            let q = MetaQuery::from_query(&req.query)?;
+            let keys = key_json(&def);
+            match (&segs[1].key, n) {
+                (None, 2) => {
+                    let value =
+                        apply(keys, &q, "EntityKeyMetadata", &no_navs, &|_| ("", &no_navs))?;
+                    Ok(Reply::json(
+                        StatusCode::OK,
+                        json!({"@odata.context": format!("{base}$metadata#EntityDefinitions({})/Keys", def.metadata_id), "value": value}),
+                    ))
+                }
+                (Some(kkey), 2) => {
+                    let found = keys.into_iter().find(|k| match kkey {
+                        Key::Guid(g) => {
+                            k.get("MetadataId").and_then(Value::as_str) == Some(g.as_str())
+                        }
+                        Key::Named(p) if p.len() == 1 && p[0].0 == "LogicalName" => {
+                            k.get("LogicalName") == Some(&p[0].1)
+                        }
+                        _ => false,
+                    });
+                    let Some(found) = found else {
+                        return Err(ApiError::new(
+                            StatusCode::NOT_FOUND,
+                            "0x80040217",
+                            format!(
+                                "Could not find key with the specified key: {} on entity {}",
+                                key_text(kkey),
+                                def.logical_name
+                            ),
+                        ));
+                    };
+                    let mut m =
+                        match apply(vec![found], &q, "EntityKeyMetadata", &no_navs, &|_| {
+                            ("", &no_navs)
+                        })?
+                        .pop()
+                        {
+                            Some(Value::Object(m)) => m,
+                            _ => Map::new(),
+                        };
+                    m.insert(
+                        "@odata.context".into(),
+                        json!(format!(
+                            "{base}$metadata#EntityDefinitions({})/Keys/$entity",
+                            def.metadata_id
+                        )),
+                    );
+                    Ok(Reply::json(StatusCode::OK, Value::Object(m)))
+                }
+                _ => Err(ApiError::segment_not_found(&segs[2].name)),
+            }
+        }
         (n, Some(key)) if n >= 2 && segs[1].name == "Attributes" => {
             let def = find_entity(ctx, key)?;
             match (&segs[1].key, req.method.clone()) {
                 (None, Method::GET) => {
+                    let cast = match segs.get(2) {
+                        Some(c) if n == 3 && c.key.is_none() => Some(c.name.as_str()),
+                        Some(c) => return Err(ApiError::segment_not_found(&c.name)),
+                        None => None,
+                    };
+                    if let Some(cast) = cast
+                        && def
+                            .columns
+                            .first()
+                            .and_then(|c| cast_matches(cast, c))
+                            .is_none()
+                    {
+                        return Err(ApiError::segment_not_found(cast));
+                    }
+                    let q = MetaQuery::from_query(&req.query)?;
                     let items = def
                         .columns
                         .iter()
+                        .filter(|c| cast.is_none_or(|t| cast_matches(t, c) == Some(true)))
                         .map(|c| attribute_json(&def, c))
                         .collect();
-                    let value = shape(items, &req.query)?;
+                    let value = apply(items, &q, "AttributeMetadata", &attribute_navs, &|_| {
+                        ("OptionSetMetadata", &no_navs)
+                    })?;
+                    let suffix = cast.map(|c| format!("/{c}")).unwrap_or_default();
                     Ok(Reply::json(
                         StatusCode::OK,
-                        json!({"@odata.context": format!("{base}$metadata#EntityDefinitions({})/Attributes", def.metadata_id), "value": value}),
+                        json!({"@odata.context": format!("{base}$metadata#EntityDefinitions({})/Attributes{suffix}", def.metadata_id), "value": value}),
                     ))
                 }
-                (None, Method::POST) => create_attribute(ctx, req, &def),
+                (None, Method::POST) if n == 2 => create_attribute(ctx, req, &def),
                 (Some(akey), Method::GET) => {
                     let col = match akey {
                         Key::Guid(g) => {
@@ -280,12 +590,32 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Req, segs: &[Segment]) -> ApiResult<Reply
                         )
                     })?;
                     if let Some(cast) = segs.get(2) {
-                        let expected = format!("Microsoft.Dynamics.CRM.{}", col.ty.metadata_type());
-                        if cast.name != expected {
+                        if n > 3 || cast.key.is_some() {
                             return Err(ApiError::segment_not_found(&cast.name));
                         }
+                        match cast_matches(&cast.name, col) {
+                            None => return Err(ApiError::segment_not_found(&cast.name)),
+                            Some(false) => {
+                                return Err(ApiError::new(
+                                    StatusCode::BAD_REQUEST,
+                                    "0x80060888",
+                                    format!(
+                                        "The attribute {} is not of type {}.",
+                                        col.logical_name, cast.name
+                                    ),
+                                ));
+                            }
+                            Some(true) => {}
+                        }
                     }
-                    let mut v = shape(vec![attribute_json(&def, col)], &req.query)?;
+                    let q = MetaQuery::from_query(&req.query)?;
+                    let mut v = apply(
+                        vec![attribute_json(&def, col)],
+                        &q,
+                        "AttributeMetadata",
+                        &attribute_navs,
+                        &|_| ("OptionSetMetadata", &no_navs),
+                    )?;
                     let mut m = match v.pop() {
                         Some(Value::Object(m)) => m,
                         _ => Map::new(),

@@ -36,7 +36,7 @@ pub struct Expand {
     kind: Kind,
 }
 
-fn split_top(s: &str, sep: char) -> Vec<String> {
+pub(crate) fn split_top(s: &str, sep: char) -> Vec<String> {
     let (mut out, mut cur, mut depth, mut q) = (Vec::new(), String::new(), 0i32, false);
     for ch in s.chars() {
         match ch {
