@@ -20,7 +20,7 @@ mod secrets;
 pub use error::ConfigError;
 pub use mdsync_secret::Secret;
 pub use model::{
-    AdminConfig, Config, DEFAULT_ENTITIES, DEFAULT_FILTER_FIELD, DynamicsConfig, MarketoConfig,
-    SyncConfig, load, parse, parse_with_env,
+    AdminConfig, Config, DEFAULT_ENTITIES, DEFAULT_FILTER_FIELD, DEFAULT_INTERVAL_SECONDS,
+    DynamicsConfig, MarketoConfig, SyncConfig, load, parse, parse_with_env,
 };
 pub use render::{InitValues, render};

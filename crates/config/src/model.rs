@@ -59,6 +59,9 @@ struct RawMarketo {
     timeout_seconds: Option<u64>,
 }
 
+/// `[sync] interval_seconds` when absent.
+pub const DEFAULT_INTERVAL_SECONDS: u64 = 1;
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawSync {
@@ -130,7 +133,9 @@ pub struct SyncConfig {
     pub match_existing_by_email: bool,
     /// Marketo calls per day mdsync may spend (the instance quota, 50,000 by default, is shared).
     pub marketo_daily_budget: u64,
-    /// Pause between sync cycles (Marketo's own sync waits 5 minutes).
+    /// Pause between sync cycles: Dataverse is polled after each (change tracking costs no quota, one
+    /// request per entity); Marketo only as often as `marketo_daily_budget` allows. Default 1 s, so an
+    /// edit in Dynamics reaches Marketo within seconds.
     pub interval: Duration,
 }
 
@@ -336,7 +341,7 @@ fn resolve_config(
             entities,
             match_existing_by_email: s.match_existing_by_email.unwrap_or(false),
             marketo_daily_budget: budget,
-            interval: Duration::from_secs(s.interval_seconds.unwrap_or(300)),
+            interval: Duration::from_secs(s.interval_seconds.unwrap_or(DEFAULT_INTERVAL_SECONDS)),
         },
         mapping: raw.mapping,
     })

@@ -54,7 +54,7 @@ state = {state}
 # entities = ["lead", "contact", "account", "opportunity"]
 # match_existing_by_email = false
 # marketo_daily_budget = 10000
-# interval_seconds = 300
+# interval_seconds = 1              # Dataverse poll; Marketo is polled as the daily budget allows
 "#,
         url = q(&values.dynamics_url),
         tenant = q(&values.tenant_id),

@@ -57,6 +57,11 @@ fn a_complete_file_resolves_secrets_paths_and_client_settings() {
     assert_eq!(config.sync.entities, ["lead", "contact"]);
     assert_eq!(config.sync.filter_field.as_deref(), Some("new_synctomkto"));
     assert!(config.mapping["lead"].is_array());
+    assert_eq!(
+        config.sync.interval,
+        std::time::Duration::from_secs(1),
+        "Dataverse is polled every second unless configured"
+    );
     let dv = config.dynamics.client_config();
     assert_eq!(dv.client_id, "sync-app");
     let admin_dv = config.dynamics.admin_client_config().expect("admin client");

@@ -437,6 +437,18 @@ impl Engine {
         let result = self.cycle_body(&d, &positions, &options, &mut report).await;
         report.marketo_calls = self.marketo.budget().used().saturating_sub(calls_before);
         report.duration_ms = started.elapsed().as_millis() as u64;
+        tracing::debug!(
+            duration_ms = report.duration_ms,
+            crm_read_ms = report.timings.crm_read_ms,
+            marketo_read_ms = report.timings.marketo_read_ms,
+            state_read_ms = report.timings.state_read_ms,
+            plan_ms = report.timings.plan_ms,
+            write_ms = report.timings.write_ms,
+            commit_ms = report.timings.commit_ms,
+            marketo_writes = report.marketo_writes,
+            crm_writes = report.crm_writes,
+            "Cycle finished"
+        );
         report.finish_counts();
         if let Some(id) = report.cycle_id {
             let counts = serde_json::to_value(&report).unwrap_or(Value::Null);
