@@ -207,6 +207,25 @@ pub fn get(conn: &Connection, def: &EntityDef, id: &str) -> rusqlite::Result<Opt
     Ok(data.map(|d| parse_row(&d)))
 }
 
+/// Rows of `def` whose lookup `wire` (`_x_value`) points at `id`, in storage order, at most `limit`.
+pub fn referencing(
+    conn: &Connection,
+    def: &EntityDef,
+    wire: &str,
+    id: &str,
+    limit: usize,
+) -> rusqlite::Result<Vec<Row>> {
+    let sql = format!(
+        "SELECT data FROM {} WHERE json_extract(data, '$.{wire}') = ?1 ORDER BY rowid LIMIT ?2",
+        table(def)
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params![id, limit as i64], |r| {
+        r.get::<_, String>(0)
+    })?;
+    rows.map(|d| d.map(|d| parse_row(&d))).collect()
+}
+
 /// Finds the id of the row whose alternate-key columns equal `values`.
 pub fn find_by_key(
     conn: &Connection,

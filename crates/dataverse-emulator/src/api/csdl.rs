@@ -88,6 +88,19 @@ pub fn metadata(ctx: &mut Ctx<'_>, req: &Req) -> ApiResult<Reply> {
                 );
             }
         }
+        for (rel, from, to, col) in super::expand::ONE_TO_MANY {
+            if *from == e.logical_name {
+                let partner = if matches!(*col, "parentcustomerid" | "customerid") {
+                    format!("{col}_{from}")
+                } else {
+                    col.to_string()
+                };
+                let _ = write!(
+                    x,
+                    r#"<NavigationProperty Name="{rel}" Type="Collection(mscrm.{to})" Partner="{partner}"/>"#
+                );
+            }
+        }
         x.push_str("</EntityType>");
     }
     x.push_str(r#"<ComplexType Name="WhoAmIResponse"><Property Name="BusinessUnitId" Type="Edm.Guid" Nullable="false"/><Property Name="UserId" Type="Edm.Guid" Nullable="false"/><Property Name="OrganizationId" Type="Edm.Guid" Nullable="false"/></ComplexType>"#);

@@ -1,6 +1,8 @@
 //! `$expand` of navigation properties: single-valued lookups (`primarycontactid($select=fullname)`,
-//! `parentcustomerid_account`) and the N:N relationships (`systemuserroles_association`), with a
-//! nested `$select`. Nested `$filter`/`$orderby`/`$expand` are rejected with a 400.
+//! `parentcustomerid_account`, `ownerid`, `createdby`), the main 1:N relationships
+//! (`contact_customer_accounts`, see [`ONE_TO_MANY`]) and the N:N relationships
+//! (`systemuserroles_association`), with a nested `$select`. Nested `$filter`/`$orderby`/`$top`/
+//! `$expand` are rejected with a 400 `0x80060888`.
 
 use axum::http::StatusCode;
 use serde_json::{Map, Value};
@@ -15,6 +17,72 @@ use crate::store::{self, Row};
 /// The service's limit on expanded navigation properties per query.
 pub const MAX_EXPANDS: usize = 15;
 
+/// Most rows of a collection-valued expansion (the service's page size for nested collections).
+pub const MAX_EXPANDED_ROWS: usize = 5000;
+
+/// The main 1:N relationships, as (navigation property, referenced table, referencing table,
+/// lookup column on the referencing table). Names as in the service's `$metadata`.
+pub const ONE_TO_MANY: &[(&str, &str, &str, &str)] = &[
+    (
+        "contact_customer_accounts",
+        "account",
+        "contact",
+        "parentcustomerid",
+    ),
+    (
+        "contact_customer_contacts",
+        "contact",
+        "contact",
+        "parentcustomerid",
+    ),
+    (
+        "account_primary_contact",
+        "contact",
+        "account",
+        "primarycontactid",
+    ),
+    (
+        "account_parent_account",
+        "account",
+        "account",
+        "parentaccountid",
+    ),
+    ("lead_parent_account", "account", "lead", "parentaccountid"),
+    ("lead_parent_contact", "contact", "lead", "parentcontactid"),
+    (
+        "opportunity_customer_accounts",
+        "account",
+        "opportunity",
+        "customerid",
+    ),
+    (
+        "opportunity_customer_contacts",
+        "contact",
+        "opportunity",
+        "customerid",
+    ),
+    (
+        "opportunity_parent_account",
+        "account",
+        "opportunity",
+        "parentaccountid",
+    ),
+    (
+        "opportunity_parent_contact",
+        "contact",
+        "opportunity",
+        "parentcontactid",
+    ),
+];
+
+/// The 1:N relationship `nav` of `entity`: (referencing table, lookup column).
+pub fn one_to_many(entity: &str, nav: &str) -> Option<(&'static str, &'static str)> {
+    ONE_TO_MANY
+        .iter()
+        .find(|(n, from, _, _)| *n == nav && *from == entity)
+        .map(|(_, _, t, c)| (*t, *c))
+}
+
 enum Kind {
     /// Lookup column (wire name) and, for `x_account`-style names, the only target allowed.
     Single {
@@ -27,6 +95,8 @@ enum Kind {
         a_side: bool,
         other: &'static str,
     },
+    /// 1:N relationship: the referencing table and its lookup column (wire name).
+    OneToMany { table: &'static str, wire: String },
 }
 
 /// One parsed `$expand` item.
@@ -93,6 +163,11 @@ pub fn parse(def: &EntityDef, value: &str) -> ApiResult<Vec<Expand>> {
             super::refs::relationship(&def.logical_name, &nav)
         {
             Kind::Many { rel, a_side, other }
+        } else if let Some((table, column)) = one_to_many(&def.logical_name, &nav) {
+            Kind::OneToMany {
+                table,
+                wire: format!("_{column}_value"),
+            }
         } else {
             return Err(query_error(format!(
                 "Could not find a property named '{nav}' on type '{}'.",
@@ -185,6 +260,22 @@ pub fn apply(
                     }
                 }
                 Value::Array(items)
+            }
+            Kind::OneToMany { table, wire } => {
+                let tdef = ctx
+                    .schema
+                    .by_logical(table)
+                    .ok_or_else(|| ApiError::internal("relationship table missing"))?;
+                ctx.caller.check(&tdef, READ)?;
+                let Some(id) = row.get(&def.primary_key).and_then(Value::as_str) else {
+                    continue;
+                };
+                let rows = store::referencing(ctx.conn, &tdef, wire, id, MAX_EXPANDED_ROWS)?;
+                Value::Array(
+                    rows.iter()
+                        .map(|r| Value::Object(project(&tdef, r, e.select.as_deref(), &none)))
+                        .collect(),
+                )
             }
         };
         out.insert(e.nav.clone(), value);
