@@ -78,7 +78,12 @@ mod tests {
         struct Holder {
             token: Secret,
         }
-        let shown = format!("{:?}", Holder { token: secret.clone() });
+        let shown = format!(
+            "{:?}",
+            Holder {
+                token: secret.clone()
+            }
+        );
         assert!(!shown.contains("hunter2"), "{shown}");
         assert_eq!(secret.expose(), "hunter2");
     }
