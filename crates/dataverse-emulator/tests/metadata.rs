@@ -161,3 +161,26 @@ async fn unsupported_metadata_options_are_400_not_ignored() {
         assert_eq!((s, code.as_str()), (400, "0x80060888"), "{path}");
     }
 }
+
+#[tokio::test]
+async fn csdl_declares_entity_definitions_and_alternate_keys() {
+    let env = start().await;
+    let r = env
+        .call(
+            Method::GET,
+            "$metadata?annotations=true",
+            &env.admin_token,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let xml = r.text().await.unwrap();
+    assert!(xml.contains(
+        r#"<EntitySet Name="EntityDefinitions" EntityType="Microsoft.Dynamics.CRM.EntityMetadata"/>"#
+    ));
+    assert!(xml.contains(r#"<EntityType Name="EntityMetadata" BaseType="mscrm.MetadataBase">"#));
+    assert!(xml.contains(r#"<Annotation Term="OData.Community.Keys.V1.AlternateKeys">"#));
+    assert!(xml.contains(r#"<PropertyValue Property="Name" PropertyPath="accountnumber"/>"#));
+    assert!(xml.contains(r#"<Annotation Term="Org.OData.Capabilities.V1.ChangeTracking">"#));
+}

@@ -15,6 +15,127 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// The metadata API's types (`EntityDefinitions`), reduced to what the emulator returns.
+fn metadata_types(x: &mut String) {
+    let strings = |x: &mut String, names: &[&str]| {
+        for n in names {
+            let _ = write!(x, r#"<Property Name="{n}" Type="Edm.String"/>"#);
+        }
+    };
+    let bools = |x: &mut String, names: &[&str]| {
+        for n in names {
+            let _ = write!(x, r#"<Property Name="{n}" Type="Edm.Boolean"/>"#);
+        }
+    };
+    x.push_str(r#"<ComplexType Name="LocalizedLabel"><Property Name="Label" Type="Edm.String"/><Property Name="LanguageCode" Type="Edm.Int32" Nullable="false"/><Property Name="IsManaged" Type="Edm.Boolean"/><Property Name="MetadataId" Type="Edm.Guid"/><Property Name="HasChanged" Type="Edm.Boolean"/></ComplexType>"#);
+    x.push_str(r#"<ComplexType Name="Label"><Property Name="LocalizedLabels" Type="Collection(mscrm.LocalizedLabel)" Nullable="false"/><Property Name="UserLocalizedLabel" Type="mscrm.LocalizedLabel"/></ComplexType>"#);
+    x.push_str(r#"<EntityType Name="MetadataBase" Abstract="true"><Key><PropertyRef Name="MetadataId"/></Key><Property Name="MetadataId" Type="Edm.Guid" Nullable="false"/><Property Name="HasChanged" Type="Edm.Boolean"/></EntityType>"#);
+    x.push_str(r#"<EntityType Name="EntityMetadata" BaseType="mscrm.MetadataBase">"#);
+    strings(
+        x,
+        &[
+            "LogicalName",
+            "SchemaName",
+            "EntitySetName",
+            "LogicalCollectionName",
+            "CollectionSchemaName",
+            "PrimaryIdAttribute",
+            "PrimaryNameAttribute",
+            "PrimaryImageAttribute",
+            "OwnershipType",
+            "TableType",
+            "IntroducedVersion",
+            "EntityColor",
+        ],
+    );
+    bools(
+        x,
+        &[
+            "ChangeTrackingEnabled",
+            "IsCustomEntity",
+            "IsPrivate",
+            "IsActivity",
+            "IsActivityParty",
+            "IsIntersect",
+            "IsLogicalEntity",
+            "IsManaged",
+            "IsValidForAdvancedFind",
+            "IsAvailableOffline",
+            "IsBPFEntity",
+            "HasNotes",
+            "HasActivities",
+        ],
+    );
+    x.push_str(r#"<Property Name="ObjectTypeCode" Type="Edm.Int32"/><Property Name="DisplayName" Type="mscrm.Label"/><Property Name="DisplayCollectionName" Type="mscrm.Label"/><Property Name="Description" Type="mscrm.Label"/>"#);
+    x.push_str(r#"<NavigationProperty Name="Attributes" Type="Collection(mscrm.AttributeMetadata)"/><NavigationProperty Name="Keys" Type="Collection(mscrm.EntityKeyMetadata)"/></EntityType>"#);
+    x.push_str(r#"<EntityType Name="AttributeMetadata" BaseType="mscrm.MetadataBase">"#);
+    strings(
+        x,
+        &[
+            "LogicalName",
+            "SchemaName",
+            "EntityLogicalName",
+            "AttributeType",
+        ],
+    );
+    bools(
+        x,
+        &[
+            "IsCustomAttribute",
+            "IsPrimaryId",
+            "IsPrimaryName",
+            "IsValidForCreate",
+            "IsValidForRead",
+            "IsValidForUpdate",
+        ],
+    );
+    x.push_str(r#"<Property Name="DisplayName" Type="mscrm.Label"/></EntityType>"#);
+    x.push_str(r#"<EntityType Name="OptionSetMetadataBase" BaseType="mscrm.MetadataBase"><Property Name="OptionSetType" Type="Edm.String"/></EntityType>"#);
+    x.push_str(r#"<EntityType Name="EnumAttributeMetadata" BaseType="mscrm.AttributeMetadata" Abstract="true"><NavigationProperty Name="OptionSet" Type="mscrm.OptionSetMetadataBase"/><NavigationProperty Name="GlobalOptionSet" Type="mscrm.OptionSetMetadataBase"/></EntityType>"#);
+    for (t, base) in [
+        ("PicklistAttributeMetadata", "EnumAttributeMetadata"),
+        ("StateAttributeMetadata", "EnumAttributeMetadata"),
+        ("StatusAttributeMetadata", "EnumAttributeMetadata"),
+        ("BooleanAttributeMetadata", "AttributeMetadata"),
+        ("StringAttributeMetadata", "AttributeMetadata"),
+        ("MemoAttributeMetadata", "AttributeMetadata"),
+        ("IntegerAttributeMetadata", "AttributeMetadata"),
+        ("BigIntAttributeMetadata", "AttributeMetadata"),
+        ("DecimalAttributeMetadata", "AttributeMetadata"),
+        ("MoneyAttributeMetadata", "AttributeMetadata"),
+        ("DoubleAttributeMetadata", "AttributeMetadata"),
+        ("DateTimeAttributeMetadata", "AttributeMetadata"),
+        ("UniqueIdentifierAttributeMetadata", "AttributeMetadata"),
+        ("LookupAttributeMetadata", "AttributeMetadata"),
+    ] {
+        let _ = write!(x, r#"<EntityType Name="{t}" BaseType="mscrm.{base}">"#);
+        match t {
+            "StringAttributeMetadata" | "MemoAttributeMetadata" => {
+                x.push_str(r#"<Property Name="MaxLength" Type="Edm.Int32"/><Property Name="Format" Type="Edm.String"/>"#)
+            }
+            "LookupAttributeMetadata" => {
+                x.push_str(r#"<Property Name="Targets" Type="Collection(Edm.String)"/>"#)
+            }
+            "BooleanAttributeMetadata" => x.push_str(r#"<Property Name="DefaultValue" Type="Edm.Boolean"/><NavigationProperty Name="OptionSet" Type="mscrm.OptionSetMetadataBase"/><NavigationProperty Name="GlobalOptionSet" Type="mscrm.OptionSetMetadataBase"/>"#),
+            _ => {}
+        }
+        x.push_str("</EntityType>");
+    }
+    x.push_str(r#"<EntityType Name="EntityKeyMetadata" BaseType="mscrm.MetadataBase">"#);
+    strings(
+        x,
+        &[
+            "LogicalName",
+            "SchemaName",
+            "EntityLogicalName",
+            "EntityKeyIndexStatus",
+            "IntroducedVersion",
+        ],
+    );
+    bools(x, &["IsManaged", "IsSynchronous", "IsExportKey"]);
+    x.push_str(r#"<Property Name="KeyAttributes" Type="Collection(Edm.String)"/><Property Name="DisplayName" Type="mscrm.Label"/></EntityType>"#);
+}
+
 pub fn metadata(ctx: &mut Ctx<'_>, req: &Req) -> ApiResult<Reply> {
     if req.method != Method::GET {
         return Err(ApiError::method_not_allowed());
@@ -101,8 +222,23 @@ pub fn metadata(ctx: &mut Ctx<'_>, req: &Req) -> ApiResult<Reply> {
                 );
             }
         }
+        if !e.alternate_keys.is_empty() {
+            x.push_str(r#"<Annotation Term="OData.Community.Keys.V1.AlternateKeys"><Collection>"#);
+            for key in &e.alternate_keys {
+                x.push_str(r#"<Record Type="OData.Community.Keys.V1.AlternateKey"><PropertyValue Property="Key"><Collection>"#);
+                for c in key {
+                    let _ = write!(
+                        x,
+                        r#"<Record Type="OData.Community.Keys.V1.PropertyRef"><PropertyValue Property="Alias" String="{c}"/><PropertyValue Property="Name" PropertyPath="{c}"/></Record>"#
+                    );
+                }
+                x.push_str("</Collection></PropertyValue></Record>");
+            }
+            x.push_str("</Collection></Annotation>");
+        }
         x.push_str("</EntityType>");
     }
+    metadata_types(&mut x);
     x.push_str(r#"<ComplexType Name="WhoAmIResponse"><Property Name="BusinessUnitId" Type="Edm.Guid" Nullable="false"/><Property Name="UserId" Type="Edm.Guid" Nullable="false"/><Property Name="OrganizationId" Type="Edm.Guid" Nullable="false"/></ComplexType>"#);
     x.push_str(r#"<ComplexType Name="RetrieveVersionResponse"><Property Name="Version" Type="Edm.String" Unicode="false"/></ComplexType>"#);
     x.push_str(r#"<ComplexType Name="CreateMultipleResponse"><Property Name="Ids" Type="Collection(Edm.Guid)" Nullable="false"/></ComplexType>"#);
@@ -135,6 +271,7 @@ pub fn metadata(ctx: &mut Ctx<'_>, req: &Req) -> ApiResult<Reply> {
         }
         x.push_str("</EntitySet>");
     }
+    x.push_str(r#"<EntitySet Name="EntityDefinitions" EntityType="Microsoft.Dynamics.CRM.EntityMetadata"/>"#);
     x.push_str(r#"<FunctionImport Name="WhoAmI" Function="Microsoft.Dynamics.CRM.WhoAmI"/><FunctionImport Name="RetrieveVersion" Function="Microsoft.Dynamics.CRM.RetrieveVersion"/><ActionImport Name="PublishAllXml" Action="Microsoft.Dynamics.CRM.PublishAllXml"/>"#);
     x.push_str("</EntityContainer></Schema></edmx:DataServices></edmx:Edmx>");
     Ok(Reply {
