@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use mdsync_setup::{Event, Outcome, SyncUserIdentity, SyncUserOptions};
@@ -77,7 +78,8 @@ fn print_event(event: &Event) {
     let _ = std::io::stdout().flush();
 }
 
-fn finish(outcome: &Outcome) -> ! {
+/// The exit code of a finished setup run (0 done or planned, 1 a step failed or was refused).
+fn finish(outcome: &Outcome) -> ExitCode {
     let planned = outcome
         .steps
         .iter()
@@ -97,25 +99,30 @@ fn finish(outcome: &Outcome) -> ! {
         0
     };
     let _ = std::io::stdout().flush();
-    std::process::exit(code)
+    ExitCode::from(code)
 }
 
-fn cannot_run(message: impl std::fmt::Display) -> ! {
-    eprintln!("error: {message}");
-    std::process::exit(2)
+/// Runs a setup subcommand; exit 2 when it could not run (bad config, missing admin credentials).
+pub async fn run(args: SetupArgs) -> ExitCode {
+    match outcome(args).await {
+        Ok(outcome) => finish(&outcome),
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
 }
 
-pub async fn run(args: SetupArgs) -> anyhow::Result<()> {
-    let mut config = mdsync_config::load(&args.config).unwrap_or_else(|e| cannot_run(e));
+async fn outcome(args: SetupArgs) -> Result<Outcome, String> {
+    let cannot_run = |e: &dyn std::fmt::Display| e.to_string();
+    let mut config = mdsync_config::load(&args.config).map_err(|e| cannot_run(&e))?;
     if let (Some(client_id), Some(var)) = (args.admin_client_id, args.admin_client_secret_env) {
         let secret = std::env::var(&var)
             .ok()
             .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| {
-                cannot_run(format!(
-                    "--admin-client-secret-env: environment variable {var} is not set"
-                ))
-            });
+            .ok_or_else(|| {
+                format!("--admin-client-secret-env: environment variable {var} is not set")
+            })?;
         let tenant_id = config.dynamics.tenant_id.clone();
         config.dynamics.admin = Some(mdsync_config::AdminConfig {
             client_id,
@@ -129,9 +136,9 @@ pub async fn run(args: SetupArgs) -> anyhow::Result<()> {
             let admin_config = config
                 .dynamics
                 .admin_client_config()
-                .unwrap_or_else(|| cannot_run(mdsync_setup::SetupError::NoAdmin));
-            let admin = mdsync_dataverse_client::Client::new(admin_config)
-                .unwrap_or_else(|e| cannot_run(e));
+                .ok_or_else(|| cannot_run(&mdsync_setup::SetupError::NoAdmin))?;
+            let admin =
+                mdsync_dataverse_client::Client::new(admin_config).map_err(|e| cannot_run(&e))?;
             let identity = match (a.user_name, a.email) {
                 (Some(user_name), Some(email)) => SyncUserIdentity::Named { user_name, email },
                 _ => SyncUserIdentity::Application {
@@ -152,15 +159,15 @@ pub async fn run(args: SetupArgs) -> anyhow::Result<()> {
             }
             mdsync_setup::sync_user(&admin, &identity, &options, &mut sink)
                 .await
-                .unwrap_or_else(|e| cannot_run(e))
+                .map_err(|e| cannot_run(&e))?
         }
         SetupCommand::SyncFilter(a) => {
             let admin_config = config
                 .dynamics
                 .admin_client_config()
-                .unwrap_or_else(|| cannot_run(mdsync_setup::SetupError::NoAdmin));
-            let admin = mdsync_dataverse_client::Client::new(admin_config)
-                .unwrap_or_else(|e| cannot_run(e));
+                .ok_or_else(|| cannot_run(&mdsync_setup::SetupError::NoAdmin))?;
+            let admin =
+                mdsync_dataverse_client::Client::new(admin_config).map_err(|e| cannot_run(&e))?;
             let entities = if a.entities.is_empty() {
                 config.sync.entities.clone()
             } else {
@@ -176,9 +183,9 @@ pub async fn run(args: SetupArgs) -> anyhow::Result<()> {
         }
         SetupCommand::Marketo(a) => {
             let client = mdsync_marketo_client::Client::new(config.marketo_client_config())
-                .unwrap_or_else(|e| cannot_run(e));
+                .map_err(|e| cannot_run(&e))?;
             mdsync_setup::marketo_fields::marketo_fields(&client, a.dry_run, &mut sink).await
         }
     };
-    finish(&outcome)
+    Ok(outcome)
 }

@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::Args;
 
@@ -16,25 +17,33 @@ pub struct ValidateArgs {
     json: bool,
 }
 
-pub async fn run(args: ValidateArgs) -> anyhow::Result<()> {
+/// Runs every check; the exit code is 0 all passed, 1 any failed, 2 could not run.
+pub async fn run(args: ValidateArgs) -> ExitCode {
     let config = match mdsync_config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
-            std::process::exit(2);
+            return ExitCode::from(2);
         }
     };
     let report = mdsync_setup::validate::validate(&config).await;
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        match serde_json::to_string(&report) {
+            Ok(line) => println!("{line}"),
+            Err(e) => {
+                eprintln!("error: cannot encode the report: {e}");
+                return ExitCode::from(2);
+            }
+        }
     } else {
         print_table(&report);
     }
     let _ = std::io::stdout().flush();
-    std::process::exit(if report.ok { 0 } else { 1 })
+    ExitCode::from(if report.ok { 0 } else { 1 })
 }
 
-fn print_table(report: &mdsync_setup::validate::Report) {
+/// The human table: check, pass/FAIL, what was found, and the fix under each failure.
+pub fn print_table(report: &mdsync_setup::validate::Report) {
     let width = report
         .checks
         .iter()

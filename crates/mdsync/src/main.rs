@@ -11,6 +11,8 @@ mod emulate;
 mod http;
 mod quickstart;
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -74,7 +76,7 @@ enum BenchTarget {
     Sync(cli_sync::bench::BenchSyncArgs),
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr so stdout stays machine-readable (`emulate --print-json`).
     let default_filter = match cli.verbose {
@@ -98,34 +100,41 @@ fn main() -> std::process::ExitCode {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
-            return std::process::ExitCode::FAILURE;
+            return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Emulate(args) => emulate::run(args).await,
-            Command::Quickstart(args) => quickstart::run(args).await,
-            Command::Config(args) => cli_config::run(args).await,
-            Command::Setup(args) => cli_setup::run(args).await,
-            Command::Validate(args) => cli_validate::run(args).await,
-            Command::Sync(args) => cli_sync::sync(args).await,
-            Command::Run(args) => cli_sync::run(args).await,
-            Command::Status(args) => cli_status::run(args).await,
-            Command::Errors(args) => cli_errors::run(args).await,
-            Command::PushPerson(args) => cli_sync::push_person(args).await,
-            Command::Bench {
-                target: BenchTarget::Emulator(args),
-            } => bench::run(args).await,
-            Command::Bench {
-                target: BenchTarget::Sync(args),
-            } => cli_sync::bench::run(args).await,
-        }
-    });
+    runtime.block_on(dispatch(cli.command))
+}
+
+/// Runs a subcommand and returns its exit code. Setup and validate own theirs (0 ok, 1 a step or
+/// check failed, 2 could not run); the others exit 0 on success and 1 with the error on stderr.
+async fn dispatch(command: Command) -> ExitCode {
+    match command {
+        Command::Setup(args) => cli_setup::run(args).await,
+        Command::Validate(args) => cli_validate::run(args).await,
+        Command::Emulate(args) => exit_code(emulate::run(args).await),
+        Command::Quickstart(args) => exit_code(quickstart::run(args).await),
+        Command::Config(args) => exit_code(cli_config::run(args).await),
+        Command::Sync(args) => exit_code(cli_sync::sync(args).await),
+        Command::Run(args) => exit_code(cli_sync::run(args).await),
+        Command::Status(args) => exit_code(cli_status::run(args).await),
+        Command::Errors(args) => exit_code(cli_errors::run(args).await),
+        Command::PushPerson(args) => exit_code(cli_sync::push_person(args).await),
+        Command::Bench {
+            target: BenchTarget::Emulator(args),
+        } => exit_code(bench::run(args).await),
+        Command::Bench {
+            target: BenchTarget::Sync(args),
+        } => exit_code(cli_sync::bench::run(args).await),
+    }
+}
+
+fn exit_code(result: anyhow::Result<()>) -> ExitCode {
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }
