@@ -470,6 +470,12 @@ pub fn stamp(
     row.insert("_modifiedonbehalfby_value".into(), delegate.clone());
     annotate(row, "_modifiedonbehalfby_value");
     if creating {
+        // Two-option columns start at their default (false), never null.
+        for c in &def.columns {
+            if matches!(c.ty, ColumnType::Boolean) && !row.contains_key(&c.logical_name) {
+                row.insert(c.logical_name.clone(), Value::Bool(false));
+            }
+        }
         row.insert("createdon".into(), Value::String(now.to_string()));
         row.insert("_createdby_value".into(), who.clone());
         row.insert(
@@ -601,9 +607,22 @@ pub fn project(
             }
             if col.is_lookup() {
                 if ann.wants("Microsoft.Dynamics.CRM.associatednavigationproperty") {
+                    // Multi-target lookups name the navigation property of the actual target
+                    // (`parentcustomerid_account`); `ownerid` is a single navigation property.
+                    let target = row
+                        .get(&format!("{wire}@Microsoft.Dynamics.CRM.lookuplogicalname"))
+                        .and_then(Value::as_str);
+                    let nav = match (&col.ty, target) {
+                        (ColumnType::Lookup { targets }, Some(t))
+                            if targets.len() > 1 && col.logical_name != "ownerid" =>
+                        {
+                            format!("{}_{t}", col.logical_name)
+                        }
+                        _ => col.logical_name.clone(),
+                    };
                     out.insert(
                         format!("{wire}@Microsoft.Dynamics.CRM.associatednavigationproperty"),
-                        Value::String(col.logical_name.clone()),
+                        Value::String(nav),
                     );
                 }
                 if ann.wants("Microsoft.Dynamics.CRM.lookuplogicalname") {
@@ -654,8 +673,36 @@ fn formatted(col: &ColumnDef, v: &Value) -> Option<String> {
         }
         ColumnType::Boolean => Some(if v.as_bool()? { "Yes" } else { "No" }.to_string()),
         ColumnType::Money => Some(format!("${:.2}", v.as_f64()?)),
+        ColumnType::DateTime => {
+            let text = v.as_str()?;
+            // Rendered for an en-US user in UTC, like the service's user-local formatting.
+            match chrono::DateTime::parse_from_rfc3339(text) {
+                Ok(t) => Some(
+                    t.with_timezone(&chrono::Utc)
+                        .format("%-m/%-d/%Y %-I:%M %p")
+                        .to_string(),
+                ),
+                Err(_) => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                    .ok()
+                    .map(|d| d.format("%-m/%-d/%Y").to_string()),
+            }
+        }
+        ColumnType::Integer => Some(group_thousands(v.as_i64()?)),
         _ => None,
     }
+}
+
+/// `1234567` → `1,234,567` (en-US number formatting).
+fn group_thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    if n < 0 { format!("-{out}") } else { out }
 }
 
 /// [`project`] plus the `FormattedValue` of lookups (the target record's primary name), which

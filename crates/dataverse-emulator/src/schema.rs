@@ -203,22 +203,184 @@ fn col(entity: &str, name: &str, display: &str, ty: ColumnType) -> ColumnDef {
     }
 }
 
-/// Approximates Dataverse schema names (`emailaddress1` → `EMailAddress1` is irregular; we title-case).
-fn schema_case(name: &str) -> String {
-    let mut s = String::new();
-    let mut up = true;
-    for ch in name.chars() {
-        if ch == '_' {
-            s.push(ch);
-            up = true;
-        } else if up {
-            s.extend(ch.to_uppercase());
-            up = false;
-        } else {
-            s.push(ch);
+/// Words of the built-in logical names, for rebuilding Dataverse's PascalCase schema names.
+const WORDS: &[&str] = &[
+    "access",
+    "account",
+    "active",
+    "address",
+    "application",
+    "azure",
+    "behalf",
+    "behavior",
+    "bulk",
+    "business",
+    "by",
+    "change",
+    "city",
+    "close",
+    "code",
+    "company",
+    "component",
+    "config",
+    "contact",
+    "country",
+    "created",
+    "customer",
+    "date",
+    "days",
+    "default",
+    "desc",
+    "description",
+    "directory",
+    "disabled",
+    "do",
+    "domain",
+    "email",
+    "employees",
+    "estimated",
+    "expire",
+    "first",
+    "friendly",
+    "full",
+    "help",
+    "id",
+    "in",
+    "installed",
+    "integration",
+    "interesting",
+    "internal",
+    "is",
+    "job",
+    "language",
+    "last",
+    "lead",
+    "licensed",
+    "line",
+    "locale",
+    "managed",
+    "marketo",
+    "message",
+    "mobile",
+    "mode",
+    "modified",
+    "moment",
+    "name",
+    "not",
+    "number",
+    "object",
+    "of",
+    "on",
+    "opportunity",
+    "or",
+    "organization",
+    "owner",
+    "owning",
+    "parent",
+    "phone",
+    "postal",
+    "primary",
+    "priority",
+    "probability",
+    "processing",
+    "province",
+    "rank",
+    "relative",
+    "revenue",
+    "role",
+    "root",
+    "score",
+    "sdk",
+    "settings",
+    "site",
+    "solution",
+    "source",
+    "stage",
+    "state",
+    "status",
+    "step",
+    "subject",
+    "system",
+    "team",
+    "telephone",
+    "template",
+    "time",
+    "title",
+    "tracking",
+    "type",
+    "ui",
+    "unique",
+    "unit",
+    "urgency",
+    "url",
+    "user",
+    "value",
+    "version",
+    "visible",
+    "web",
+    "zone",
+];
+
+fn word_case(w: &str) -> String {
+    match w {
+        "email" => "EMail".into(),
+        "url" => "URL".into(),
+        "ui" => "UI".into(),
+        _ => {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect())
+                .unwrap_or_default()
         }
     }
-    s
+}
+
+/// Splits a lower-case run (digits stay attached to the word before) into the fewest known
+/// words; None when it cannot be split.
+fn segment(run: &str) -> Option<Vec<String>> {
+    let n = run.len();
+    let mut best: Vec<Option<Vec<String>>> = vec![None; n + 1];
+    best[0] = Some(Vec::new());
+    for i in 0..n {
+        let Some(prefix) = best[i].clone() else {
+            continue;
+        };
+        for w in WORDS {
+            if run[i..].starts_with(w) {
+                let mut j = i + w.len();
+                while j < n && run.as_bytes()[j].is_ascii_digit() {
+                    j += 1;
+                }
+                let mut cand = prefix.clone();
+                cand.push(format!("{}{}", word_case(w), &run[i + w.len()..j]));
+                if best[j].as_ref().is_none_or(|b| b.len() > cand.len()) {
+                    best[j] = Some(cand);
+                }
+            }
+        }
+    }
+    best[n].take()
+}
+
+/// Dataverse schema names: `emailaddress1` → `EMailAddress1`, `address1_city` → `Address1_City`,
+/// `websiteurl` → `WebSiteURL`; unknown words are title-cased. The publisher prefix of custom
+/// names stays lower case (`mkt_LeadScore`).
+fn schema_case(name: &str) -> String {
+    let parts: Vec<&str> = name.split('_').collect();
+    let custom = parts.len() > 1 && CUSTOM_PREFIXES.iter().any(|p| name.starts_with(p));
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            if custom && i == 0 {
+                return part.to_string();
+            }
+            segment(part)
+                .map(|ws| ws.concat())
+                .unwrap_or_else(|| word_case(part))
+        })
+        .collect::<Vec<_>>()
+        .join("_")
 }
 
 impl Builder {
@@ -668,3 +830,25 @@ impl Builder {
 
 /// Publisher prefixes accepted for custom columns (`new_` default publisher, `mkt_` Marketo).
 pub const CUSTOM_PREFIXES: &[&str] = &["new_", "mkt_", "mdsync_", "cr"];
+
+#[cfg(test)]
+mod schema_name_tests {
+    use super::schema_case;
+
+    #[test]
+    fn schema_names_follow_dataverse_casing() {
+        for (l, s) in [
+            ("emailaddress1", "EMailAddress1"),
+            ("donotbulkemail", "DoNotBulkEMail"),
+            ("address1_stateorprovince", "Address1_StateOrProvince"),
+            ("websiteurl", "WebSiteURL"),
+            ("parentcustomerid", "ParentCustomerId"),
+            ("systemuser", "SystemUser"),
+            ("internalemailaddress", "InternalEMailAddress"),
+            ("mkt_leadscore", "mkt_LeadScore"),
+            ("createdby", "CreatedBy"),
+        ] {
+            assert_eq!(schema_case(l), s);
+        }
+    }
+}

@@ -149,10 +149,6 @@ pub fn entity_json(def: &EntityDef) -> Map<String, Value> {
     m.insert("HasNotes".into(), json!(false));
     m.insert("HasActivities".into(), json!(false));
     m.insert("PrimaryImageAttribute".into(), Value::Null);
-    m.insert(
-        "CollectionSchemaName".into(),
-        json!(format!("{}s", def.schema_name)),
-    );
     m.insert("EntityColor".into(), Value::Null);
     m.insert("IntroducedVersion".into(), json!("5.0.0.0"));
     m
