@@ -12,8 +12,27 @@ use serde_json::Value;
 use crate::api::{self, Body, Ctx, Reply, Req, parse_prefer};
 use crate::error::ApiError;
 
-fn to_req(r: &BatchRequest, ids: &ContentIds) -> Result<Req, ApiError> {
+/// `host[:port]` of an absolute URL, lower-cased.
+fn authority(url: &str) -> Option<String> {
+    let (_, rest) = url.split_once("://")?;
+    Some(
+        rest.split(['/', '?'])
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase(),
+    )
+}
+
+fn to_req(r: &BatchRequest, ids: &ContentIds, base: &str) -> Result<Req, ApiError> {
     let url = ids.resolve_url(&r.url)?;
+    // An absolute part URL must address this service, never another host.
+    if let Some(host) = authority(&url)
+        && Some(host) != authority(base)
+    {
+        return Err(ApiError::bad_request(format!(
+            "The request URI '{url}' is not valid. Since the batch request is for the service '{base}', the request URIs of its parts must be relative or start with the service root."
+        )));
+    }
     let target = mdsync_odata::key::split_request_target(&url);
     let method = Method::from_bytes(r.method.as_bytes()).map_err(|_| {
         ApiError::bad_request(format!("Invalid HTTP method '{}' in batch part.", r.method))
@@ -79,7 +98,8 @@ fn to_part(reply: Reply, content_id: Option<String>) -> BatchResponse {
 }
 
 fn run_one(ctx: &mut Ctx<'_>, r: &BatchRequest, ids: &ContentIds) -> Reply {
-    let result = to_req(r, ids).and_then(|req| api::dispatch(ctx, &req));
+    let base = ctx.base.clone();
+    let result = to_req(r, ids, &base).and_then(|req| api::dispatch(ctx, &req));
     match result {
         Ok(reply) => reply,
         Err(e) => Reply::from_error(&e),

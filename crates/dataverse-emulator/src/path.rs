@@ -147,8 +147,11 @@ pub fn parse_literal(v: &str) -> Option<Value> {
 
 /// Strips the service root from a reference (`/contacts(x)`, `contacts(x)`, absolute URL).
 pub fn strip_base(reference: &str) -> &str {
-    let r = match reference.find("/api/data/v9.2/") {
-        Some(i) => &reference[i + "/api/data/v9.2/".len()..],
+    let r = match reference.find("/api/data/v9.") {
+        Some(i) => {
+            let after = &reference[i + "/api/data/v9.".len()..];
+            after.find('/').map_or("", |j| &after[j + 1..])
+        }
         None => reference,
     };
     r.trim_start_matches('/')

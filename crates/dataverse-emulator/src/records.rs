@@ -307,8 +307,11 @@ pub fn apply_body(
 
 /// Finds the lookup column behind a navigation property name (`parentcustomerid_account` → `parentcustomerid`).
 pub fn nav_column<'d>(def: &'d EntityDef, nav: &str) -> Option<&'d ColumnDef> {
+    // A multi-target lookup (customer) has one navigation property per target and none under its
+    // own name; `ownerid` is the exception (a single `principal` navigation property).
     if let Some(c) = def.column(nav).filter(|c| c.is_lookup()) {
-        return Some(c);
+        let multi = matches!(&c.ty, ColumnType::Lookup { targets } if targets.len() > 1);
+        return (!multi || c.logical_name == "ownerid").then_some(c);
     }
     def.columns.iter().find(|c| match &c.ty {
         ColumnType::Lookup { targets } => targets

@@ -349,10 +349,32 @@ pub fn resolve_caller(
     }
 }
 
+/// The Web API versions served; all behave like v9.2 (links keep the version the client used).
+const API_VERSIONS: &[&str] = &["/api/data/v9.2", "/api/data/v9.1", "/api/data/v9.0"];
+
+/// Longest URL (path and query) accepted outside `$batch`, like the service's 32 KB.
+const MAX_URL: usize = 32 * 1024;
+
 async fn entry(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Response {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let url_len = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if url_len > MAX_URL {
+        return (
+            StatusCode::URI_TOO_LONG,
+            [(header::CONTENT_TYPE, "text/html; charset=us-ascii")],
+            "<h2>Request URL Too Long</h2><hr><p>HTTP Error 414. The request URL is too long.</p>",
+        )
+            .into_response();
+    }
+    // HEAD is a GET without the body (hyper drops the body of a HEAD response).
+    if parts.method == axum::http::Method::HEAD {
+        parts.method = axum::http::Method::GET;
+    }
     let path = parts.uri.path().to_string();
-    let Some(rest) = path.strip_prefix(API_PREFIX) else {
+    let Some((prefix, rest)) = API_VERSIONS
+        .iter()
+        .find_map(|p| path.strip_prefix(p).map(|r| (*p, r)))
+    else {
         let first = path
             .trim_start_matches('/')
             .split('/')
@@ -367,7 +389,7 @@ async fn entry(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Respons
     let rest = rest.trim_start_matches('/').to_string();
     let local = format!("127.0.0.1:{}", shared.config.listen.port());
     let origin = origin(&parts.headers, &local);
-    let base = format!("{origin}{API_PREFIX}/");
+    let base = format!("{origin}{prefix}/");
     let challenge = format!("{origin}/{}/oauth2/authorize", shared.ids.tenant_id);
     let Some(token) = bearer(&parts.headers) else {
         return ApiError::unauthorized(&challenge, &origin, "Bearer token is missing.")
@@ -424,7 +446,7 @@ async fn protect(
     req: Request<Body>,
     next: axum::middleware::Next,
 ) -> Response {
-    if !shared.limits.settings.enabled || !req.uri().path().starts_with(API_PREFIX) {
+    if !shared.limits.settings.enabled || !req.uri().path().starts_with("/api/data/") {
         return next.run(req).await;
     }
     let now = chrono::Utc::now().timestamp();

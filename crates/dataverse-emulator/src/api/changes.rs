@@ -227,7 +227,8 @@ pub fn delta(
     let mut reply = Reply::json(StatusCode::OK, Value::Object(out));
     let mut applied = vec!["odata.track-changes".to_string()];
     if let Some(n) = prefer.maxpagesize {
-        applied.push(format!("odata.maxpagesize={n}"));
+        // Values above the 5000-row maximum are capped; the applied preference says so.
+        applied.push(format!("odata.maxpagesize={}", n.min(5000)));
     }
     reply = reply.header("Preference-Applied", applied.join(","));
     Ok(reply)

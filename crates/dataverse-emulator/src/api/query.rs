@@ -44,6 +44,65 @@ fn unsupported(name: &str) -> ApiError {
     )
 }
 
+/// Rejects comparisons of numbers with strings (`statecode eq '0'`, `name eq 5`) the way the
+/// service's OData layer does, instead of silently matching nothing.
+fn check_types(def: &EntityDef, expr: &mdsync_odata::Expr) -> ApiResult<()> {
+    use mdsync_odata::{CompareOp, Expr, Literal, Operand};
+    match expr {
+        Expr::And(items) | Expr::Or(items) => items.iter().try_for_each(|e| check_types(def, e)),
+        Expr::Not(inner) => check_types(def, inner),
+        Expr::Compare { op, left, right } => {
+            let (col, lit, col_left) = match (left, right) {
+                (Operand::Column(c), Operand::Literal(l)) => (c, l, true),
+                (Operand::Literal(l), Operand::Column(c)) => (c, l, false),
+                _ => return Ok(()),
+            };
+            let Some(column) = def.column_by_wire(col) else {
+                return Ok(());
+            };
+            let col_type = column.ty.edm_type();
+            let numeric = matches!(
+                col_type,
+                "Edm.Int32" | "Edm.Int64" | "Edm.Decimal" | "Edm.Double"
+            );
+            let lit_type = match lit {
+                Literal::String(_) if numeric => "Edm.String",
+                Literal::Int(i) if col_type == "Edm.String" => {
+                    if i32::try_from(*i).is_ok() {
+                        "Edm.Int32"
+                    } else {
+                        "Edm.Int64"
+                    }
+                }
+                Literal::Decimal(_) if col_type == "Edm.String" => "Edm.Decimal",
+                Literal::Bool(_) if col_type == "Edm.String" || numeric => "Edm.Boolean",
+                _ => return Ok(()),
+            };
+            let kind = match op {
+                CompareOp::Eq => "Equal",
+                CompareOp::Ne => "NotEqual",
+                CompareOp::Gt => "GreaterThan",
+                CompareOp::Ge => "GreaterThanOrEqual",
+                CompareOp::Lt => "LessThan",
+                CompareOp::Le => "LessThanOrEqual",
+            };
+            let (a, b) = if col_left {
+                (col_type, lit_type)
+            } else {
+                (lit_type, col_type)
+            };
+            Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "0x80060888",
+                format!(
+                    "A binary operator with incompatible types was detected. Found operand types '{a}' and '{b}' for operator kind '{kind}'."
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Parses and validates the query string against the table.
 pub fn parse_options(def: &EntityDef, query: &str) -> ApiResult<QueryOptions> {
     let pairs = query_pairs(query);
@@ -76,6 +135,7 @@ pub fn parse_options(def: &EntityDef, query: &str) -> ApiResult<QueryOptions> {
                         .into());
                     }
                 }
+                check_types(def, &expr)?;
                 o.filter = Some(expr);
             }
             "$orderby" => {
@@ -539,7 +599,8 @@ pub fn collection(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef) -> ApiResult<Re
     };
     let mut applied = Vec::new();
     if let Some(n) = prefer.maxpagesize {
-        applied.push(format!("odata.maxpagesize={n}"));
+        // Values above the 5000-row maximum are capped; the applied preference says so.
+        applied.push(format!("odata.maxpagesize={}", n.min(5000)));
     }
     if tracking && prefer.track_changes {
         applied.push("odata.track-changes".to_string());
