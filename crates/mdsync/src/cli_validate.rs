@@ -36,14 +36,15 @@ pub async fn run(args: ValidateArgs) -> ExitCode {
             }
         }
     } else {
-        print_table(&report);
+        print!("{}", table(&report));
     }
     let _ = std::io::stdout().flush();
     ExitCode::from(if report.ok { 0 } else { 1 })
 }
 
 /// The human table: check, pass/FAIL, what was found, and the fix under each failure.
-pub fn print_table(report: &mdsync_setup::validate::Report) {
+pub fn table(report: &mdsync_setup::validate::Report) -> String {
+    use std::fmt::Write as _;
     let width = report
         .checks
         .iter()
@@ -51,18 +52,20 @@ pub fn print_table(report: &mdsync_setup::validate::Report) {
         .max()
         .unwrap_or(5)
         .max(5);
-    println!("{:<width$}  {:<4}  found / fix", "check", "ok");
+    let mut out = String::new();
+    let _ = writeln!(out, "{:<width$}  {:<4}  found / fix", "check", "ok");
     for check in &report.checks {
         let mark = if check.ok { "pass" } else { "FAIL" };
-        println!("{:<width$}  {mark:<4}  {}", check.name, check.found);
+        let _ = writeln!(out, "{:<width$}  {mark:<4}  {}", check.name, check.found);
         if !check.ok {
-            println!("{:<width$}        fix: {}", "", check.fix);
+            let _ = writeln!(out, "{:<width$}        fix: {}", "", check.fix);
         }
     }
     let failed = report.checks.iter().filter(|c| !c.ok).count();
     if failed == 0 {
-        println!("all {} checks passed", report.checks.len());
+        let _ = writeln!(out, "all {} checks passed", report.checks.len());
     } else {
-        println!("{failed} of {} checks failed", report.checks.len());
+        let _ = writeln!(out, "{failed} of {} checks failed", report.checks.len());
     }
+    out
 }

@@ -3,29 +3,90 @@
 use std::process::Command;
 
 #[test]
-fn quickstart_runs_every_step_and_exits_zero() {
+fn quickstart_tells_the_whole_story_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let workdir = dir.path().join("qs");
     let output = Command::new(env!("CARGO_BIN_EXE_mdsync"))
-        .arg("quickstart")
+        .args(["quickstart", "--workdir"])
+        .arg(&workdir)
+        .env("RUST_LOG", "error")
         .output()
         .expect("run mdsync quickstart");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    eprintln!("{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "quickstart failed:\n{stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{stdout}\n{stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "quickstart failed:\n{stdout}"
+    );
     assert!(!stdout.contains("[FAIL]"), "{stdout}");
-    for step in [
-        "call WhoAmI",
-        "read every contact page by page",
-        "sync three Marketo leads",
-        "query the Marketo leads",
-    ] {
+    // Not a terminal: no progress bar drawn.
+    assert!(
+        !stderr.contains("ETA"),
+        "progress bar drawn without a TTY: {stderr}"
+    );
+    let ok = |step: &str| {
         assert!(
             stdout
                 .lines()
                 .any(|l| l.starts_with("[ok]") && l.contains(step)),
             "step {step:?} not reported ok:\n{stdout}"
         );
+    };
+    for step in [
+        "start the Dataverse and Marketo emulators",
+        "setup sync-user",
+        "setup sync-filter",
+        "setup marketo",
+        "seed Dynamics",
+        "with new_synctomkto = No",
+        "persons only in Marketo",
+        "validate (every check green)",
+        "initial sync",
+        "check the load on the Marketo side",
+        "Marketo-only persons stayed out of Dynamics",
+        "a salesperson edits a lead in Dynamics -> Marketo",
+        "a marketer edits a person in Marketo -> Dynamics",
+        "echo suppressed",
+        "conflict",
+        "filtered record skipped",
+        "dead-letter list",
+        "final summary",
+    ] {
+        ok(step);
     }
-    assert!(stdout.contains("steps passed"), "{stdout}");
+    // The key facts each step checked against the other side.
+    for fact in [
+        "all 12 checks passed",
+        "2000 leads and 2000 contacts each have exactly one Marketo person",
+        "10 leads and 10 contacts with new_synctomkto = No have none",
+        "firstName is now \"Zed\"",
+        "is now \"CFO\"",
+        "dropped as an echo",
+        "policy marketo_wins -> winner Marketo (\"Marketo-Mara\")",
+        "Marketo has no person with msftId",
+        "Invalid email address 'not-an-email'",
+        "1 dead letter(s), 1 conflict(s) logged",
+    ] {
+        assert!(stdout.contains(fact), "missing {fact:?}:\n{stdout}");
+    }
+    assert!(stdout.contains("all 21 steps passed"), "{stdout}");
+    // --workdir keeps the config and the state DB.
+    assert!(workdir.join("mdsync.toml").is_file());
+    assert!(workdir.join("mdsync.db").is_file());
+    // A second run refuses the used work dir (its state belongs to emulators that are gone).
+    let again = Command::new(env!("CARGO_BIN_EXE_mdsync"))
+        .args(["quickstart", "--workdir"])
+        .arg(&workdir)
+        .output()
+        .expect("run mdsync quickstart again");
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already holds a state DB"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
 }
 
 #[test]
