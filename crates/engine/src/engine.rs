@@ -210,12 +210,14 @@ fn prefetch(
     let task = tokio::spawn(async move {
         futures::pin_mut!(stream);
         loop {
+            // A slot first, then the read: at most `ahead` pages exist beyond the consumer's.
+            let Ok(slot) = tx.reserve().await else {
+                return;
+            };
             let next = stream.try_next().await.transpose();
             let end = !matches!(next, Some(Ok(_)));
-            if let Some(item) = next
-                && tx.send(item).await.is_err()
-            {
-                return;
+            if let Some(item) = next {
+                slot.send(item);
             }
             if end {
                 return;
