@@ -90,6 +90,52 @@ fn quickstart_tells_the_whole_story_and_exits_zero() {
 }
 
 #[test]
+fn a_step_that_cannot_show_its_behaviour_fails_the_run_by_name() {
+    // With no record marked "do not sync" the filter step has nothing to show: it must fail, be named,
+    // and the emulators must still be stopped.
+    let output = Command::new(env!("CARGO_BIN_EXE_mdsync"))
+        .args([
+            "quickstart",
+            "--filtered",
+            "0",
+            "--leads",
+            "300",
+            "--contacts",
+            "300",
+            "--accounts",
+            "20",
+            "--opportunities",
+            "20",
+            "--marketo-only",
+            "20",
+        ])
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run mdsync quickstart");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{stdout}\n{stderr}");
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("[FAIL]") && l.contains("filtered record skipped")),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("step 18 \"filtered record skipped"),
+        "the error names the step: {stderr}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("[ok]") && l.contains("stop both emulators")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("steps passed"), "{stdout}");
+}
+
+#[test]
 fn bench_emulator_measures_everything_on_a_small_store() {
     let dir = tempfile::tempdir().unwrap();
     let json_path = dir.path().join("bench.json");
