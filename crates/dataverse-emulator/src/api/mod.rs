@@ -7,6 +7,7 @@ pub mod crud;
 pub mod csdl;
 pub mod entitydefs;
 pub mod expand;
+pub mod fetch;
 pub mod functions;
 pub mod multiple;
 pub mod query;

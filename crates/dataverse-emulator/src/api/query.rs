@@ -174,8 +174,8 @@ pub fn parse_options(def: &EntityDef, query: &str) -> ApiResult<QueryOptions> {
             "$deltatoken" => o.deltatoken = Some(v.clone()),
             "$expand" => o.expand = super::expand::parse(def, v)?,
             "$skip" | "$search" | "$format" | "$apply" => return Err(unsupported(k)),
-            // Stored/FetchXML queries are not emulated: refuse rather than return every row.
-            "fetchXml" | "savedQuery" | "userQuery" => return Err(unsupported(k)),
+            // Stored queries are not emulated: refuse rather than return every row.
+            "savedQuery" | "userQuery" => return Err(unsupported(k)),
             other if other.starts_with('$') => return Err(unsupported(other)),
             _ => {}
         }
@@ -322,7 +322,7 @@ fn keyset(def: &EntityDef, orderby: &[(String, bool)]) -> bool {
 }
 
 /// Streams matching rows in order starting after the cookie position, calling `f` until it returns false.
-fn scan(
+pub(crate) fn scan(
     ctx: &Ctx<'_>,
     def: &EntityDef,
     opts: &QueryOptions,
@@ -439,6 +439,12 @@ fn count_matching(
 /// `GET <set>` (also the first page of change tracking, and delta reads).
 pub fn collection(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef) -> ApiResult<Reply> {
     ctx.caller.check(def, READ)?;
+    if let Some((_, xml)) = super::query_pairs(&req.query)
+        .into_iter()
+        .find(|(k, _)| k == "fetchXml")
+    {
+        return super::fetch::run(ctx, req, def, &xml);
+    }
     let opts = parse_options(def, &req.query)?;
     let prefer = parse_prefer(&req.headers);
     if let Some(token) = &opts.deltatoken {
