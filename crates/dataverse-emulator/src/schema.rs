@@ -139,6 +139,9 @@ pub struct EntityDef {
     pub columns: Vec<ColumnDef>,
     /// Alternate keys: each a list of column logical names.
     pub alternate_keys: Vec<Vec<String>>,
+    /// Schema names of the alternate keys created through the metadata API (same order as the
+    /// tail of `alternate_keys`; built-in keys have none).
+    pub key_schema_names: Vec<(Vec<String>, String)>,
     pub change_tracking: bool,
     pub user_owned: bool,
     pub object_type_code: i32,
@@ -396,6 +399,7 @@ impl Builder {
                 primary_name: None,
                 columns: Vec::new(),
                 alternate_keys: Vec::new(),
+                key_schema_names: Vec::new(),
                 change_tracking: true,
                 user_owned: false,
                 object_type_code: otc,

@@ -107,6 +107,7 @@ impl Store {
              CREATE INDEX IF NOT EXISTS assoc_by_b ON assoc(rel, b);
              CREATE TABLE IF NOT EXISTS role_privileges(roleid TEXT NOT NULL, entity TEXT NOT NULL, rights INTEGER NOT NULL, PRIMARY KEY(roleid, entity)) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS custom_columns(entity TEXT NOT NULL, logical_name TEXT NOT NULL, def TEXT NOT NULL, PRIMARY KEY(entity, logical_name));
+             CREATE TABLE IF NOT EXISTS custom_keys(entity TEXT NOT NULL, schema_name TEXT NOT NULL, columns TEXT NOT NULL, PRIMARY KEY(entity, schema_name));
              CREATE TABLE IF NOT EXISTS apps(client_id TEXT PRIMARY KEY, secret TEXT NOT NULL, name TEXT NOT NULL, object_id TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS publish_log(id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, systemuserid TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS version_clock(id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
@@ -127,6 +128,27 @@ impl Store {
                     serde_json::from_str::<ColumnDef>(&def),
                 ) {
                     e.columns.push(c);
+                }
+            }
+        }
+        {
+            let mut stmt = conn
+                .prepare("SELECT entity, schema_name, columns FROM custom_keys ORDER BY rowid")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (entity, name, cols) = row?;
+                if let (Some(e), Ok(cols)) = (
+                    entities.iter_mut().find(|e| e.logical_name == entity),
+                    serde_json::from_str::<Vec<String>>(&cols),
+                ) {
+                    e.alternate_keys.push(cols.clone());
+                    e.key_schema_names.push((cols, name));
                 }
             }
         }
@@ -153,16 +175,51 @@ fn create_entity_table(conn: &Connection, def: &EntityDef) -> rusqlite::Result<(
          CREATE INDEX IF NOT EXISTS {t}_by_version ON {t}(versionnumber);"
     ))?;
     for key in &def.alternate_keys {
-        let exprs: Vec<String> = key
-            .iter()
-            .map(|c| format!("json_extract(data, '$.{c}')"))
-            .collect();
-        conn.execute_batch(&format!(
-            "CREATE INDEX IF NOT EXISTS {t}_key_{} ON {t}({});",
-            key.join("_"),
-            exprs.join(", ")
-        ))?;
+        create_key_index(conn, def, key)?;
     }
+    Ok(())
+}
+
+fn create_key_index(conn: &Connection, def: &EntityDef, key: &[String]) -> rusqlite::Result<()> {
+    let t = table(def);
+    let exprs: Vec<String> = key
+        .iter()
+        .map(|c| format!("json_extract(data, '$.{c}')"))
+        .collect();
+    conn.execute_batch(&format!(
+        "CREATE INDEX IF NOT EXISTS {t}_key_{} ON {t}({});",
+        key.join("_"),
+        exprs.join(", ")
+    ))
+}
+
+/// Adds an alternate key created through `POST EntityDefinitions(...)/Keys` (persisted, indexed,
+/// and live in the schema at once: the emulator's key index is never "Pending").
+pub fn add_custom_key(
+    store: &Store,
+    conn: &Connection,
+    entity: &str,
+    schema_name: &str,
+    columns: Vec<String>,
+) -> rusqlite::Result<()> {
+    let json = serde_json::to_string(&columns).unwrap_or_default();
+    conn.execute(
+        "INSERT INTO custom_keys(entity, schema_name, columns) VALUES (?1, ?2, ?3)",
+        params![entity, schema_name, json],
+    )?;
+    let mut guard = store.schema.write();
+    let mut entities: Vec<Arc<EntityDef>> = guard.entities.clone();
+    for e in entities.iter_mut() {
+        if e.logical_name == entity {
+            let mut def = (**e).clone();
+            create_key_index(conn, &def, &columns)?;
+            def.alternate_keys.push(columns.clone());
+            def.key_schema_names
+                .push((columns.clone(), schema_name.to_string()));
+            *e = Arc::new(def);
+        }
+    }
+    *guard = Arc::new(Schema { entities });
     Ok(())
 }
 

@@ -184,3 +184,61 @@ async fn csdl_declares_entity_definitions_and_alternate_keys() {
     assert!(xml.contains(r#"<PropertyValue Property="Name" PropertyPath="accountnumber"/>"#));
     assert!(xml.contains(r#"<Annotation Term="Org.OData.Capabilities.V1.ChangeTracking">"#));
 }
+
+#[tokio::test]
+async fn alternate_keys_can_be_created_and_used() {
+    let env = start().await;
+    let r = env
+        .send(
+            Method::POST,
+            "EntityDefinitions(LogicalName='contact')/Keys",
+            serde_json::json!({
+                "SchemaName": "new_EmailKey",
+                "DisplayName": {"LocalizedLabels": [{"Label": "Email key", "LanguageCode": 1033}]},
+                "KeyAttributes": ["emailaddress1"]
+            }),
+        )
+        .await;
+    assert_eq!(r.status(), 204, "{:?}", r.text().await);
+    assert!(
+        r.headers()["OData-EntityId"]
+            .to_str()
+            .unwrap()
+            .contains("/Keys(")
+    );
+    let (s, v) = env
+        .get("EntityDefinitions(LogicalName='contact')/Keys")
+        .await;
+    assert_eq!(s, 200);
+    let key = v["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["SchemaName"] == "new_EmailKey")
+        .expect("created key listed");
+    assert_eq!(key["LogicalName"], "new_emailkey");
+    assert_eq!(key["KeyAttributes"][0], "emailaddress1");
+    // Upsert and read through the new key.
+    let r = env
+        .send(
+            Method::PATCH,
+            "contacts(emailaddress1='key@example.com')",
+            serde_json::json!({"lastname": "Keyed"}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let (s, v) = env
+        .get("contacts(emailaddress1='key@example.com')?$select=lastname")
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["lastname"], "Keyed");
+    // Same attributes again, or a memo column: 400.
+    let r = env
+        .send(
+            Method::POST,
+            "EntityDefinitions(LogicalName='contact')/Keys",
+            serde_json::json!({"SchemaName": "new_Other", "KeyAttributes": ["emailaddress1"]}),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+}

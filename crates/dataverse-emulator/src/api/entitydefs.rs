@@ -337,10 +337,15 @@ pub fn key_json(def: &EntityDef) -> Vec<Map<String, Value>> {
     def.alternate_keys
         .iter()
         .map(|k| {
-            let name = k.join("_");
-            let schema = format!("{}_{}", def.schema_name, name);
+            let (name, schema) = match def.key_schema_names.iter().find(|(c, _)| c == k) {
+                Some((_, schema)) => (schema.to_lowercase(), schema.clone()),
+                None => (k.join("_"), format!("{}_{}", def.schema_name, k.join("_"))),
+            };
             let mut m = Map::new();
-            m.insert("MetadataId".into(), json!(stable_uuid(&format!("key:{}.{name}", def.logical_name))));
+            m.insert(
+                "MetadataId".into(),
+                json!(stable_uuid(&format!("key:{}.{name}", def.logical_name))),
+            );
             m.insert("LogicalName".into(), json!(name));
             m.insert("SchemaName".into(), json!(schema));
             m.insert("EntityLogicalName".into(), json!(def.logical_name));
@@ -472,6 +477,12 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Req, segs: &[Segment]) -> ApiResult<Reply
                 json!(format!("{base}$metadata#EntityDefinitions/$entity")),
             );
             Ok(Reply::json(StatusCode::OK, Value::Object(m)))
+        }
+        (2, Some(key))
+            if segs[1].name == "Keys" && segs[1].key.is_none() && req.method == Method::POST =>
+        {
+            let def = find_entity(ctx, key)?;
+            create_key(ctx, req, &def)
         }
         (n, Some(key)) if n >= 2 && segs[1].name == "Keys" => {
             require_get(req)?;
@@ -652,6 +663,91 @@ fn label_text(v: Option<&Value>) -> Option<String> {
         .and_then(|l| l.get("Label"))
         .and_then(Value::as_str)
         .map(str::to_string)
+}
+
+/// `POST EntityDefinitions(...)/Keys` with an EntityKeyMetadata body (`SchemaName`,
+/// `KeyAttributes`, `DisplayName`).
+fn create_key(ctx: &mut Ctx<'_>, req: &Req, def: &EntityDef) -> ApiResult<Reply> {
+    ctx.caller.check_admin("prvCreateEntityKey")?;
+    let body = json_body(req)?;
+    let schema_name = body
+        .get("SchemaName")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::bad_request("SchemaName is required to create an entity key."))?
+        .to_string();
+    let columns: Vec<String> = body
+        .get("KeyAttributes")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_lowercase)
+                .collect()
+        })
+        .unwrap_or_default();
+    if columns.is_empty() || columns.len() > 16 {
+        return Err(ApiError::bad_request(
+            "KeyAttributes must list between 1 and 16 attributes.",
+        ));
+    }
+    for c in &columns {
+        let col = def.column(c).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "0x80040217",
+                format!(
+                    "Could not find attribute '{c}' on entity {}.",
+                    def.logical_name
+                ),
+            )
+        })?;
+        if matches!(col.ty, ColumnType::Memo { .. } | ColumnType::Boolean)
+            || col.logical_name == def.primary_key
+        {
+            return Err(ApiError::bad_request(format!(
+                "The attribute {c} of type {} cannot be part of an entity key.",
+                col.ty.attribute_type()
+            )));
+        }
+    }
+    let mut sorted = columns.clone();
+    sorted.sort();
+    let duplicate = def.alternate_keys.iter().any(|k| {
+        let mut k = k.clone();
+        k.sort();
+        k == sorted
+    }) || def
+        .key_schema_names
+        .iter()
+        .any(|(_, n)| n.eq_ignore_ascii_case(&schema_name));
+    if duplicate {
+        return Err(ApiError::bad_request(format!(
+            "An entity key with the same name or attributes ({}) already exists on entity {}.",
+            columns.join(", "),
+            def.logical_name
+        )));
+    }
+    store::add_custom_key(
+        ctx.shared.store(),
+        ctx.conn,
+        &def.logical_name,
+        &schema_name,
+        columns,
+    )?;
+    ctx.schema = ctx.shared.store().schema();
+    let id = stable_uuid(&format!(
+        "key:{}.{}",
+        def.logical_name,
+        schema_name.to_lowercase()
+    ));
+    Ok(Reply::no_content().header(
+        "OData-EntityId",
+        format!(
+            "{}EntityDefinitions({})/Keys({id})",
+            ctx.base, def.metadata_id
+        ),
+    ))
 }
 
 /// `POST EntityDefinitions(...)/Attributes` with an `XxxAttributeMetadata` body.
