@@ -184,3 +184,50 @@ fn bench_emulator_measures_everything_on_a_small_store() {
         );
     }
 }
+
+#[test]
+fn global_log_flags_work_before_and_after_the_subcommand() {
+    let output = Command::new(env!("CARGO_BIN_EXE_mdsync"))
+        .args([
+            "--log-format",
+            "json",
+            "quickstart",
+            "-v",
+            "--leads",
+            "100",
+            "--contacts",
+            "100",
+            "--accounts",
+            "5",
+            "--opportunities",
+            "5",
+            "--marketo-only",
+            "5",
+            "--filtered",
+            "1",
+        ])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run mdsync quickstart");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "-v logged nothing");
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(v["level"].is_string(), "{line}");
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("\"DEBUG\"")),
+        "-v did not raise the level to debug"
+    );
+    // Validate keeps its own exit code with the global flags: 2 when it cannot run.
+    let output = Command::new(env!("CARGO_BIN_EXE_mdsync"))
+        .args(["validate", "-vv", "--log-format", "json", "--config"])
+        .arg("/nonexistent/mdsync.toml")
+        .output()
+        .expect("run mdsync validate");
+    assert_eq!(output.status.code(), Some(2));
+}
