@@ -4,11 +4,21 @@
 //!
 //! # Wire surface
 //! - `POST /{tenant}/oauth2/v2.0/token`: Entra ID client credentials (form body or Basic auth,
-//!   `scope=<url>/.default`); JWT-shaped HS256 tokens signed with a per-store secret.
-//! - `/api/data/v9.2/`: service document, `$metadata`, `WhoAmI`, `RetrieveVersion`,
+//!   `scope=<url>/.default`); JWT-shaped HS256 tokens signed with a per-store secret. The v1
+//!   endpoint `POST /{tenant}/oauth2/token` takes `resource=<url>`.
+//! - Discovery for MSAL/azure-identity: `GET /{tenant}/v2.0/.well-known/openid-configuration` (and
+//!   the v1 form), `GET /common/discovery/instance` (pass it to MSAL as `instance_discovery=<url>`,
+//!   or turn instance discovery off), an empty JWKS. Links are built from the request's Host and
+//!   `X-Forwarded-Proto` (MSAL only talks https: put a TLS proxy in front that sets it).
+//! - The API checks the token audience: its host must be the host the request reached
+//!   (`org.crm…` and `org.api.crm…` count as the same, the scheme is ignored); else 401.
+//! - `/api/data/v9.2/` (also `v9.0`, `v9.1`; `HEAD` = `GET` without body; URLs above 32 KB → 414):
+//!   service document, `$metadata`, `WhoAmI`, `RetrieveVersion`,
 //!   `PublishAllXml`, CRUD/upsert with ETags and alternate keys, `$select`/`$filter`/`$orderby`/
 //!   `$top`/`$count`/`/$count`, paging, change tracking, `$batch`, `CreateMultiple`/
-//!   `UpdateMultiple`/`UpsertMultiple`, `$ref` associations, `EntityDefinitions` with custom columns.
+//!   `UpdateMultiple`/`UpsertMultiple`, `$ref` associations, basic `?fetchXml=` (see
+//!   [`api::fetch`]), `EntityDefinitions` with custom columns, casts, `$expand` of
+//!   `Attributes`/`OptionSet`/`GlobalOptionSet`/`Keys`, and `Keys` (list, get, create).
 //!   Tables: `accounts`, `contacts`, `leads`, `opportunities`, `systemusers`, `roles`, `teams`,
 //!   `businessunits`, `organizations`, `usersettingscollection` (keyed by `systemuserid`),
 //!   `solutions`, `solutioncomponents`, `sdkmessageprocessingsteps`, `mkt_marketoconfigs`.
@@ -20,10 +30,16 @@
 //!   offset, so very deep ordered paging costs a rescan per page.
 //! - `$count`/`/$count` stop at 5000 like the service. Delta tokens are `<version>!<timestamp>` on
 //!   a store-wide change clock; they expire after 7 days (`0x80044352`).
-//! - `$expand` covers lookups (`primarycontactid($select=fullname)`, `parentcustomerid_account`)
-//!   and the N:N relationships, with a nested `$select` only.
+//! - `$expand` covers lookups (`primarycontactid($select=fullname)`, `parentcustomerid_account`,
+//!   `ownerid`, `createdby`), the main 1:N relationships ([`api::expand::ONE_TO_MANY`], at most
+//!   5000 rows each) and the N:N relationships, with a nested `$select` only.
 //! - Not implemented (answered with a 400, never a wrong result): `$apply`, nested `$filter`/
-//!   `$orderby` in `$expand`, deep insert, lambda/navigation-path filters (rejected by mdsync-odata).
+//!   `$orderby`/`$top`/`$expand` in `$expand`, deep insert, lambda/navigation-path filters
+//!   (rejected by mdsync-odata), `savedQuery`/`userQuery`, FetchXML `link-entity`/aggregates,
+//!   metadata `$expand` of relationships, metadata `$top`/`$orderby`. `$filter` comparing a number
+//!   column with a string (or the reverse) is a 400 like the service.
+//! - Metadata: `OptionSet` is also returned inline on choice/boolean attributes without `$expand`
+//!   (the real service needs `$expand=OptionSet`; mdsync-engine currently relies on the inline form).
 //! - `FormattedValue` annotations (when asked for) cover choices, status, booleans, money and
 //!   lookups (the target record's primary name).
 //! - The Marketo configuration table's names (`mkt_marketoconfig`, `mkt_marketouserid`) are
