@@ -20,12 +20,16 @@ use crate::settings::EngineSettings;
 
 /// The order entities load in: companies before the persons that point at them, persons before the
 /// opportunity roles that point at them.
-pub const LOAD_ORDER: [CrmEntity; 4] = [
+pub const LOAD_ORDER: [CrmEntity; 5] = [
+    CrmEntity::SystemUser,
     CrmEntity::Account,
     CrmEntity::Lead,
     CrmEntity::Contact,
     CrmEntity::Opportunity,
 ];
+
+/// A record's owner (a system user), sent as the person's `externalSalesPersonId` when owners sync.
+pub const OWNER: &str = "_ownerid_value";
 
 /// The contact's account, sent as the person's `externalCompanyId` (marketo-dynamics-sync.md §3).
 pub const PARENT_CUSTOMER: &str = "_parentcustomerid_value";
@@ -198,6 +202,7 @@ fn marketo_kind(object: MarketoObject) -> Option<ObjectKind> {
     match object {
         MarketoObject::Company => Some(ObjectKind::Companies),
         MarketoObject::Opportunity => Some(ObjectKind::Opportunities),
+        MarketoObject::SalesPerson => Some(ObjectKind::SalesPersons),
         _ => None,
     }
 }
@@ -250,11 +255,6 @@ pub async fn discover(
         if settings.entities.contains(&entity) {
             entities.push(entity);
         }
-    }
-    if settings.entities.contains(&CrmEntity::SystemUser) {
-        notes.push(
-            "systemuser: not synced — Marketo sales persons (/rest/v1/salespersons.json) are not supported by this Marketo endpoint".into(),
-        );
     }
     let mut kept = Vec::new();
     for entity in entities {
@@ -335,6 +335,22 @@ pub async fn discover(
             configured.fields.push(FieldMapping {
                 crm: PARENT_CUSTOMER.into(),
                 marketo: "externalCompanyId".into(),
+                direction: Direction::ToMarketo,
+                conflict: ConflictPolicy::DynamicsWins,
+            });
+        }
+        // Owners sync as sales persons: persons point at theirs (Marketo's own CRM sync does the same).
+        if matches!(entity, CrmEntity::Lead | CrmEntity::Contact)
+            && settings.entities.contains(&CrmEntity::SystemUser)
+            && configured.by_crm(OWNER).is_none()
+            && !configured
+                .fields
+                .iter()
+                .any(|f| f.marketo == "externalSalesPersonId")
+        {
+            configured.fields.push(FieldMapping {
+                crm: OWNER.into(),
+                marketo: "externalSalesPersonId".into(),
                 direction: Direction::ToMarketo,
                 conflict: ConflictPolicy::DynamicsWins,
             });

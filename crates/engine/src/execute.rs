@@ -148,9 +148,10 @@ fn call_of(op: &Op) -> Call {
     }
 }
 
-/// The order calls run in: companies before persons (who point at them), persons and opportunities
-/// before roles (which point at both), Dataverse last.
-const CALL_ORDER: [Call; 9] = [
+/// The order calls run in: sales persons and companies before persons (who point at them), persons and
+/// opportunities before roles (which point at both), Dataverse last.
+const CALL_ORDER: [Call; 10] = [
+    Call::ObjectUpsert(MarketoObject::SalesPerson),
     Call::ObjectUpsert(MarketoObject::Company),
     Call::PersonCreate,
     Call::PersonUpdate,
@@ -158,7 +159,7 @@ const CALL_ORDER: [Call; 9] = [
     Call::Role,
     Call::ObjectDelete(MarketoObject::Opportunity),
     Call::ObjectDelete(MarketoObject::Company),
-    Call::ObjectUpsert(MarketoObject::SalesPerson),
+    Call::ObjectDelete(MarketoObject::SalesPerson),
     Call::Crm,
 ];
 
@@ -166,6 +167,7 @@ fn object_kind(object: MarketoObject) -> Option<(ObjectKind, &'static str)> {
     match object {
         MarketoObject::Company => Some((ObjectKind::Companies, "externalCompanyId")),
         MarketoObject::Opportunity => Some((ObjectKind::Opportunities, "externalOpportunityId")),
+        MarketoObject::SalesPerson => Some((ObjectKind::SalesPersons, "externalSalesPersonId")),
         _ => None,
     }
 }
@@ -231,14 +233,13 @@ impl Writer {
             }
             match call {
                 Call::Crm => self.crm_writes(ops, &indices, &mut out).await?,
-                Call::ObjectUpsert(MarketoObject::SalesPerson)
-                | Call::ObjectDelete(MarketoObject::SalesPerson | MarketoObject::Person)
+                Call::ObjectDelete(MarketoObject::Person)
                 | Call::ObjectUpsert(MarketoObject::Person) => {
                     for &i in &indices {
                         out.dead_letters.push(dead_letter(
                             &ops[i],
                             "unsupported",
-                            "Marketo sales persons are not supported by this Marketo endpoint",
+                            "persons are written with the lead endpoints",
                         ));
                     }
                 }

@@ -197,3 +197,55 @@ async fn plain_timeouts_on_both_sides_are_retried_without_duplicates() {
         .or_else(|| left["faults"].as_array().map(Vec::len));
     assert_eq!(remaining, Some(0), "both slow answers were hit: {left}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_become_sales_persons_and_persons_point_at_them() {
+    let env = Env::start().await;
+    env.prepare(false).await;
+    env.seed_crm(json!({"seed": 34, "leads": 8})).await;
+    let mut settings = env.settings();
+    settings.entities = vec![CrmEntity::SystemUser, CrmEntity::Lead];
+    let report = env
+        .engine(settings)
+        .run_cycle(CycleOptions::default())
+        .await
+        .expect("initial load");
+    assert_eq!(report.dead_letters, 0, "{report:?}");
+    let users = report
+        .entities
+        .iter()
+        .find(|e| e.entity == "systemuser")
+        .expect("systemuser loaded");
+    assert!(users.load_completed && users.rows_read > 0, "{report:?}");
+
+    let client = env.marketo();
+    for id in env.crm_ids("leads", "leadid", 10).await {
+        let row = env.crm_row("leads", id, &["_ownerid_value"]).await;
+        let owner = row["_ownerid_value"].as_str().expect("owner").to_owned();
+        let person = env.person(id, &["externalSalesPersonId"]).await;
+        assert_eq!(person["externalSalesPersonId"], owner.as_str());
+        let user = env
+            .crm_row(
+                "systemusers",
+                owner.parse().expect("guid"),
+                &["internalemailaddress"],
+            )
+            .await;
+        let mut pager = client
+            .query_objects(
+                mdsync_marketo_client::ObjectKind::SalesPersons,
+                "externalSalesPersonId",
+                &[owner.as_str()],
+                &["id", "email", "externalSalesPersonId"],
+                None,
+            )
+            .expect("query");
+        let found = pager.next_page().await.expect("page").unwrap_or_default();
+        assert_eq!(
+            found.len(),
+            1,
+            "one sales person for owner {owner}: {found:?}"
+        );
+        assert_eq!(found[0]["email"], user["internalemailaddress"]);
+    }
+}

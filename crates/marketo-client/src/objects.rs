@@ -14,6 +14,8 @@ pub enum ObjectKind {
     Companies,
     Opportunities,
     OpportunityRoles,
+    /// Sales persons (CRM owners), keyed by `externalSalesPersonId`.
+    SalesPersons,
 }
 
 impl ObjectKind {
@@ -23,6 +25,7 @@ impl ObjectKind {
             Self::Companies => "/rest/v1/companies",
             Self::Opportunities => "/rest/v1/opportunities",
             Self::OpportunityRoles => "/rest/v1/opportunities/roles",
+            Self::SalesPersons => "/rest/v1/salespersons",
         }
     }
 }
