@@ -35,7 +35,7 @@
 //!   5000 rows each) and the N:N relationships, with a nested `$select` only.
 //! - Not implemented (answered with a 400, never a wrong result): `$apply`, nested `$filter`/
 //!   `$orderby`/`$top`/`$expand` in `$expand`, deep insert, lambda/navigation-path filters
-//!   (rejected by mdsync-odata), `savedQuery`/`userQuery`, FetchXML `link-entity`/aggregates,
+//!   (rejected by mdsync-odata), `savedQuery`/`userQuery`/`?sql=`, FetchXML `link-entity`/aggregates,
 //!   metadata `$expand` of relationships, metadata `$top`/`$orderby`. `$filter` comparing a number
 //!   column with a string (or the reverse) is a 400 like the service.
 //! - Metadata: `OptionSet` is also returned inline on choice/boolean attributes without `$expand`

@@ -124,3 +124,26 @@ async fn fetch_xml_it_cannot_run_is_a_400() {
         assert_eq!(s, 400, "{xml}: {msg}");
     }
 }
+
+#[tokio::test]
+async fn sql_and_stored_queries_are_a_400_not_every_row() {
+    let env = start().await;
+    env.create("leads", json!({"lastname": "Visible"})).await;
+    for q in [
+        "sql=SELECT%20TOP%201%20lastname%20FROM%20lead",
+        "savedQuery=00000000-0000-0000-00aa-000010001001",
+        "userQuery=00000000-0000-0000-00aa-000010001001",
+    ] {
+        let r = env
+            .call(
+                Method::GET,
+                &format!("leads?{q}"),
+                &env.admin_token,
+                None,
+                &[],
+            )
+            .await;
+        let (s, code, _) = error_code(r).await;
+        assert_eq!((s, code.as_str()), (400, "0x80060888"), "{q}");
+    }
+}

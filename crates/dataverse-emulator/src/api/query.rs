@@ -174,8 +174,9 @@ pub fn parse_options(def: &EntityDef, query: &str) -> ApiResult<QueryOptions> {
             "$deltatoken" => o.deltatoken = Some(v.clone()),
             "$expand" => o.expand = super::expand::parse(def, v)?,
             "$skip" | "$search" | "$format" | "$apply" => return Err(unsupported(k)),
-            // Stored queries are not emulated: refuse rather than return every row.
-            "savedQuery" | "userQuery" => return Err(unsupported(k)),
+            // Stored queries and the `?sql=` SELECT subset are not emulated: refuse rather than
+            // return every row.
+            "savedQuery" | "userQuery" | "sql" => return Err(unsupported(k)),
             other if other.starts_with('$') => return Err(unsupported(other)),
             _ => {}
         }
