@@ -622,13 +622,22 @@ async fn story(
                 before.get("jobtitle").unwrap_or(&Value::Null), row["jobtitle"], r.crm_writes
             );
             let person = world.person(contact_c).await?;
-            Ok(((row, person), detail))
+            // mdsync's own Marketo write for the lead edited before came back in this cycle's changes.
+            let marketo_echoes = count(&r, |c, flow| {
+                if flow == Flow::ToDynamics {
+                    c.echoes
+                } else {
+                    0
+                }
+            });
+            let echo_read = (r.marketo_changes_read, marketo_echoes);
+            Ok(((row, person, echo_read), detail))
         })
         .await?;
 
     steps
         .run("echo suppressed: mdsync's own writes do not come back", async {
-            let (contact_row, contact_person) = &contact_after;
+            let (contact_row, contact_person, (marketo_read, marketo_echoes)) = &contact_after;
             ensure!(
                 contact_row["_modifiedby_value"].as_str().and_then(|s| Uuid::parse_str(s).ok()) == Some(sync_user),
                 "contacts({contact_c}) was not last modified by the sync user {sync_user}: {contact_row:?}"
@@ -647,6 +656,10 @@ async fn story(
                 person.get("updatedAt") == contact_person.get("updatedAt") && person["title"] == "CFO",
                 "the Marketo person was written again: {contact_person:?} -> {person:?}"
             );
+            ensure!(
+                *marketo_echoes >= 1,
+                "mdsync's Marketo write for leads({lead_a}) was not read back as an echo ({marketo_read} Marketo changes read)"
+            );
             let lead_row = world.crm_row(CrmEntity::Lead, lead_a, &["firstname", "modifiedon"]).await?;
             ensure!(
                 lead_row["modifiedon"] == lead_a_after["modifiedon"] && lead_row["firstname"] == "Zed",
@@ -656,7 +669,8 @@ async fn story(
                 "contacts({contact_c}) was last modified by the sync user {sync_user} (mdsync's write of jobtitle \"CFO\");\n\
                  its change came back from Dynamics and was dropped as an echo ({echoes} echo(es), 0 writes):\n\
                  Marketo person {} still has updatedAt {};\n\
-                 the Marketo change mdsync made for leads({lead_a}) was dropped too: its modifiedon is still {}",
+                 mdsync's Marketo write for leads({lead_a}) came back too (step before: {marketo_read} Marketo change(s) read, {marketo_echoes} echo(es) dropped):\n\
+                 leads({lead_a}).modifiedon is still {} (not written back to Dynamics)",
                 person["id"], person.get("updatedAt").unwrap_or(&Value::Null), lead_row["modifiedon"]
             );
             Ok(((), detail))
