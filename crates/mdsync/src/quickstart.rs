@@ -678,61 +678,29 @@ async fn story(
         .await?;
 
     steps
-        .run("conflict: both sides edit the same lead field; the field's policy decides", async {
-            let id = world.person(lead_b).await?["id"].as_i64().context("person id")?;
-            world.human_patch("leads", lead_b, json!({"firstname": "Dynamics-Dana"})).await?;
-            world.marketer_edit(json!({"leadId": id, "fields": {"firstName": "Marketo-Mara"}})).await?;
+        .run("conflicts: both sides edit the same field; each field's policy decides", async {
+            let contact_d = *loaded.synced_contacts.get(1).context("a second synced contact")?;
+            let cases = [
+                Conflict { entity: CrmEntity::Lead, crm_id: lead_b, crm_field: "firstname", marketo_field: "firstName", crm_value: "Dynamics-Dana", marketo_value: "Marketo-Mara" },
+                Conflict { entity: CrmEntity::Contact, crm_id: contact_d, crm_field: "jobtitle", marketo_field: "title", crm_value: "VP Sales (Dynamics)", marketo_value: "Growth Lead (Marketo)" },
+            ];
+            for case in &cases {
+                let id = world.person(case.crm_id).await?["id"].as_i64().context("person id")?;
+                world
+                    .human_patch(case.entity.entity_set(), case.crm_id, json!({case.crm_field: case.crm_value}))
+                    .await?;
+                world
+                    .marketer_edit(json!({"leadId": id, "fields": {case.marketo_field: case.marketo_value}}))
+                    .await?;
+            }
             let r = engine.run_cycle(CycleOptions::default()).await?;
             totals.add(&r);
-            ensure!(r.conflicts >= 1, "no conflict reported:\n{}", r.table());
-            let store = world.store()?;
-            let mut recorded = None;
-            let mut after = 0;
-            loop {
-                let page = store.conflicts(after, 1000)?;
-                let Some(last) = page.last() else { break };
-                after = last.id;
-                if let Some(c) = page.into_iter().find(|c| c.conflict.crm_id == lead_b && c.conflict.crm_field == "firstname") {
-                    recorded = Some(c.conflict);
-                }
+            ensure!(r.conflicts >= 2, "{} conflict(s) reported, expected 2:\n{}", r.conflicts, r.table());
+            let mut lines = Vec::new();
+            for case in &cases {
+                lines.push(world.check_conflict(case).await?);
             }
-            let c = recorded.context("the conflict was not recorded in the state DB")?;
-            ensure!(
-                c.crm_value == "Dynamics-Dana" && c.marketo_value == "Marketo-Mara",
-                "recorded values {} / {}",
-                c.crm_value,
-                c.marketo_value
-            );
-            let expected = match c.policy {
-                ConflictPolicy::MarketoWins => Some(Side::Marketo),
-                ConflictPolicy::DynamicsWins => Some(Side::Crm),
-                _ => None,
-            };
-            if let Some(side) = expected {
-                ensure!(c.outcome == side, "policy {} but outcome {:?}", c.policy.as_str(), c.outcome);
-            }
-            let winner = match c.outcome {
-                Side::Marketo => c.marketo_value.clone(),
-                Side::Crm => c.crm_value.clone(),
-            };
-            let row = world.crm_row(CrmEntity::Lead, lead_b, &["firstname"]).await?;
-            let person = world.person(lead_b).await?;
-            ensure!(
-                row["firstname"] == winner && person["firstName"] == winner,
-                "not converged on {winner}: Dynamics {}, Marketo {}",
-                row["firstname"],
-                person["firstName"]
-            );
-            let side = match c.outcome {
-                Side::Marketo => "Marketo",
-                Side::Crm => "Dynamics",
-            };
-            let detail = format!(
-                "leads({lead_b}).firstname: Dynamics {} vs Marketo person {id} firstName {};\n\
-                 policy {} -> winner {side} ({winner}); both sides now read {winner}, conflict recorded in the state DB",
-                c.crm_value, c.marketo_value, c.policy.as_str()
-            );
-            Ok(((), detail))
+            Ok(((), lines.join("\n")))
         })
         .await?;
 
@@ -798,7 +766,7 @@ async fn story(
                 loaded.contact_count
             );
             ensure!(status.dead_letters == 1, "{} open dead letters, expected 1", status.dead_letters);
-            ensure!(status.conflicts_logged >= 1, "no conflict logged");
+            ensure!(status.conflicts_logged == 2, "{} conflicts logged, expected 2", status.conflicts_logged);
             let marketo_good = world.persons_by("msftId", &[good.to_string()]).await?;
             ensure!(marketo_good.len() == 1, "the good lead has {} Marketo persons", marketo_good.len());
             let mut detail = String::new();
@@ -1039,6 +1007,85 @@ impl World {
             &body,
         )
         .await
+    }
+}
+
+/// One field both sides edit in the same cycle.
+struct Conflict {
+    entity: CrmEntity,
+    crm_id: Uuid,
+    crm_field: &'static str,
+    marketo_field: &'static str,
+    crm_value: &'static str,
+    marketo_value: &'static str,
+}
+
+impl World {
+    /// The conflict is recorded with both values, its outcome follows the field's policy, and both
+    /// sides now hold the winner's value.
+    async fn check_conflict(&self, case: &Conflict) -> anyhow::Result<String> {
+        let store = self.store()?;
+        let mut recorded = None;
+        let mut after = 0;
+        loop {
+            let page = store.conflicts(after, 1000)?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            if let Some(c) = page.into_iter().find(|c| {
+                c.conflict.crm_id == case.crm_id && c.conflict.crm_field == case.crm_field
+            }) {
+                recorded = Some(c.conflict);
+            }
+        }
+        let set = case.entity.entity_set();
+        let id = case.crm_id;
+        let c = recorded.with_context(|| {
+            format!(
+                "the conflict on {set}({id}).{} was not recorded in the state DB",
+                case.crm_field
+            )
+        })?;
+        ensure!(
+            c.crm_value == case.crm_value && c.marketo_value == case.marketo_value,
+            "recorded values {} / {} for {set}({id})",
+            c.crm_value,
+            c.marketo_value
+        );
+        let expected = match c.policy {
+            ConflictPolicy::MarketoWins => Some(Side::Marketo),
+            ConflictPolicy::DynamicsWins => Some(Side::Crm),
+            _ => None,
+        };
+        if let Some(side) = expected {
+            ensure!(
+                c.outcome == side,
+                "{set}({id}): policy {} but outcome {:?}",
+                c.policy.as_str(),
+                c.outcome
+            );
+        }
+        let (winner, side) = match c.outcome {
+            Side::Marketo => (c.marketo_value.clone(), "Marketo"),
+            Side::Crm => (c.crm_value.clone(), "Dynamics"),
+        };
+        let row = self.crm_row(case.entity, id, &[case.crm_field]).await?;
+        let person = self.person(id).await?;
+        ensure!(
+            row.get(case.crm_field) == Some(&winner)
+                && person.get(case.marketo_field) == Some(&winner),
+            "{set}({id}) not converged on {winner}: Dynamics {:?}, Marketo {:?}",
+            row.get(case.crm_field),
+            person.get(case.marketo_field)
+        );
+        Ok(format!(
+            "{set}({id}).{}: Dynamics {} vs Marketo person {} {} {}; policy {} -> winner {side}: both sides now read {winner}",
+            case.crm_field,
+            c.crm_value,
+            person["id"],
+            case.marketo_field,
+            c.marketo_value,
+            c.policy.as_str()
+        ))
     }
 }
 

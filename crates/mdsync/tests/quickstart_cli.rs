@@ -49,7 +49,7 @@ fn quickstart_tells_the_whole_story_and_exits_zero() {
         "a salesperson edits a lead in Dynamics -> Marketo",
         "a marketer edits a person in Marketo -> Dynamics",
         "echo suppressed",
-        "conflict",
+        "conflicts: both sides edit the same field",
         "filtered record skipped",
         "dead-letter list",
         "final summary",
@@ -64,10 +64,11 @@ fn quickstart_tells_the_whole_story_and_exits_zero() {
         "firstName is now \"Zed\"",
         "is now \"CFO\"",
         "dropped as an echo",
-        "policy marketo_wins -> winner Marketo (\"Marketo-Mara\")",
+        "policy marketo_wins -> winner Marketo: both sides now read \"Marketo-Mara\"",
+        "policy dynamics_wins -> winner Dynamics: both sides now read \"VP Sales (Dynamics)\"",
         "Marketo has no person with msftId",
         "Invalid email address 'not-an-email'",
-        "1 dead letter(s), 1 conflict(s) logged",
+        "1 dead letter(s), 2 conflict(s) logged",
     ] {
         assert!(stdout.contains(fact), "missing {fact:?}:\n{stdout}");
     }
