@@ -1181,8 +1181,14 @@ impl Progress for Bars {
             None => ProgressBar::no_length(),
         });
         let style =
-            ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
+            ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} {rate} ETA {eta}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .with_key(
+                    "rate",
+                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.0} rows/s", state.per_sec());
+                    },
+                )
                 .progress_chars("=> ");
         bar.set_style(style);
         bar.set_prefix(entity.entity_set());
