@@ -28,6 +28,13 @@ use uuid::Uuid;
 use crate::emulate::{self, EmulateArgs, Emulators};
 
 const FILTER_FIELD: &str = "new_synctomkto";
+/// What shows whether a Dynamics row was written again: `versionnumber` grows on every write.
+const LEAD_A_COLUMNS: &[&str] = &[
+    "firstname",
+    "modifiedon",
+    "versionnumber",
+    "_modifiedby_value",
+];
 const PERSON_FIELDS: &[&str] = &["id", "msftId", "msftType", "email", "firstName", "title"];
 
 #[derive(Args, Debug)]
@@ -189,6 +196,8 @@ struct World {
     api_url: String,
     mk_url: String,
     human_token: String,
+    /// The seeded salesperson (a licensed human user) the human edits are made as.
+    salesperson: String,
     admin: CrmClient,
     marketo: MarketoClient,
     config_path: PathBuf,
@@ -355,6 +364,10 @@ async fn story(
         api_url,
         mk_url,
         human_token,
+        salesperson: org["salesperson_user_id"]
+            .as_str()
+            .context("the emulator's org has no salesperson")?
+            .to_owned(),
         admin,
         marketo,
         config_path,
@@ -595,7 +608,7 @@ async fn story(
             totals.add(&r);
             let after = world.person(lead_a).await?;
             ensure!(after["firstName"] == "Zed", "Marketo person {} has firstName {}", after["id"], after["firstName"]);
-            let row = world.crm_row(CrmEntity::Lead, lead_a, &["firstname", "modifiedon"]).await?;
+            let row = world.crm_row(CrmEntity::Lead, lead_a, LEAD_A_COLUMNS).await?;
             let detail = format!(
                 "leads({lead_a}).firstname {} -> \"Zed\" by the salesperson; Marketo person {} firstName is now {} ({} Marketo write(s))",
                 before["firstName"], after["id"], after["firstName"], r.marketo_writes
@@ -642,8 +655,15 @@ async fn story(
                 contact_row["_modifiedby_value"].as_str().and_then(|s| Uuid::parse_str(s).ok()) == Some(sync_user),
                 "contacts({contact_c}) was not last modified by the sync user {sync_user}: {contact_row:?}"
             );
+            let lead_syncs_before = world.marketo_counter("POST /rest/v1/leads.json").await?;
             let r = engine.run_cycle(CycleOptions::default()).await?;
             totals.add(&r);
+            let lead_syncs_after = world.marketo_counter("POST /rest/v1/leads.json").await?;
+            ensure!(
+                lead_syncs_after == lead_syncs_before,
+                "Marketo received {} lead sync call(s) during the echo cycle",
+                lead_syncs_after - lead_syncs_before
+            );
             let echoes = count(&r, |c, flow| if flow == Flow::ToMarketo { c.echoes } else { 0 });
             ensure!(
                 r.marketo_writes + r.crm_writes == 0,
@@ -660,18 +680,20 @@ async fn story(
                 *marketo_echoes >= 1,
                 "mdsync's Marketo write for leads({lead_a}) was not read back as an echo ({marketo_read} Marketo changes read)"
             );
-            let lead_row = world.crm_row(CrmEntity::Lead, lead_a, &["firstname", "modifiedon"]).await?;
+            let lead_row = world.crm_row(CrmEntity::Lead, lead_a, LEAD_A_COLUMNS).await?;
             ensure!(
-                lead_row["modifiedon"] == lead_a_after["modifiedon"] && lead_row["firstname"] == "Zed",
+                lead_row["versionnumber"] == lead_a_after["versionnumber"]
+                    && lead_row["_modifiedby_value"] == world.salesperson.as_str()
+                    && lead_row["firstname"] == "Zed",
                 "leads({lead_a}) was written back from Marketo: {lead_a_after:?} -> {lead_row:?}"
             );
             let detail = format!(
                 "contacts({contact_c}) was last modified by the sync user {sync_user} (mdsync's write of jobtitle \"CFO\");\n\
                  its change came back from Dynamics and was dropped as an echo ({echoes} echo(es), 0 writes):\n\
-                 Marketo person {} still has updatedAt {};\n\
+                 Marketo received no lead sync call in that cycle and person {} still has updatedAt {};\n\
                  mdsync's Marketo write for leads({lead_a}) came back too (step before: {marketo_read} Marketo change(s) read, {marketo_echoes} echo(es) dropped):\n\
-                 leads({lead_a}).modifiedon is still {} (not written back to Dynamics)",
-                person["id"], person.get("updatedAt").unwrap_or(&Value::Null), lead_row["modifiedon"]
+                 leads({lead_a}) still has versionnumber {}, last modified by the salesperson (not written back to Dynamics)",
+                person["id"], person.get("updatedAt").unwrap_or(&Value::Null), lead_row["versionnumber"]
             );
             Ok(((), detail))
         })
@@ -997,6 +1019,12 @@ impl World {
             .as_deref()
             .and_then(mdsync_dataverse_client::id_from_entity_url)
             .with_context(|| format!("POST {url}: no OData-EntityId header"))
+    }
+
+    /// Requests the Marketo emulator served on one route (`"METHOD /route"`), from its test surface.
+    async fn marketo_counter(&self, key: &str) -> anyhow::Result<u64> {
+        let v = get_json(&self.http, &format!("{}/_emulator/counters", self.mk_url)).await?;
+        Ok(v["counters"][key].as_u64().unwrap_or(0))
     }
 
     /// An edit in Marketo's UI as a marketer (the emulator's test surface).
