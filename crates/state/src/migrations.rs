@@ -101,6 +101,26 @@ const STEPS: &[Step] = &[
     "),
     // 2: fingerprints as one row per record (interned field names, a compact map per record).
     Step::Code(record_fingerprints),
+    // 3: links keyed by the CRM id alone (GUIDs are unique across entities): one B-tree fewer to update
+    // per synced record than the (entity, id) key plus an index on the id.
+    Step::Sql(
+        "
+    CREATE TABLE links_by_id (
+        crm_id       TEXT NOT NULL PRIMARY KEY CHECK (length(crm_id) = 36),
+        crm_entity   TEXT NOT NULL CHECK (crm_entity IN ('lead','contact','account','opportunity','systemuser')),
+        object       TEXT NOT NULL CHECK (object IN ('person','company','opportunity','salesperson')),
+        marketo_id   INTEGER,
+        filter_state TEXT NOT NULL CHECK (filter_state IN ('missing','null','true','false')),
+        created_at   TEXT NOT NULL,
+        updated_at   TEXT NOT NULL
+    ) WITHOUT ROWID;
+    INSERT OR REPLACE INTO links_by_id (crm_id, crm_entity, object, marketo_id, filter_state, created_at, updated_at)
+        SELECT crm_id, crm_entity, object, marketo_id, filter_state, created_at, updated_at FROM links ORDER BY updated_at;
+    DROP TABLE links;
+    ALTER TABLE links_by_id RENAME TO links;
+    CREATE UNIQUE INDEX links_by_marketo_id ON links (object, marketo_id) WHERE marketo_id IS NOT NULL;
+    ",
+    ),
 ];
 
 /// Moves `fingerprints` (one row per record, side and field) into `fp_fields` + `record_fps`, streaming

@@ -231,35 +231,43 @@ impl SqliteStateStore {
     ) -> Result<(), StateError> {
         match change {
             LinkChange::Upsert(link) => {
-                // A Marketo id belongs to one record: a relink (qualify) moves it.
-                if let Some(mid) = link.marketo_id {
+                let upsert = |tx: &Transaction<'_>| -> rusqlite::Result<usize> {
                     tx.prepare_cached(
-                        "DELETE FROM links WHERE object = ?1 AND marketo_id = ?2 AND crm_id <> ?3",
+                        "INSERT INTO links (crm_id, crm_entity, object, marketo_id, filter_state, created_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                         ON CONFLICT (crm_id) DO UPDATE SET
+                           crm_entity = excluded.crm_entity,
+                           object = excluded.object,
+                           marketo_id = COALESCE(excluded.marketo_id, links.marketo_id),
+                           filter_state = excluded.filter_state,
+                           updated_at = excluded.updated_at",
                     )?
                     .execute(params![
-                        link.object.as_str(),
-                        mid,
-                        link.crm_id.to_string()
-                    ])?;
-                }
-                tx.prepare_cached(
-                    "INSERT INTO links (crm_entity, crm_id, object, marketo_id, filter_state, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (crm_entity, crm_id) DO UPDATE SET
-                       object = excluded.object,
-                       marketo_id = COALESCE(excluded.marketo_id, links.marketo_id),
-                       filter_state = excluded.filter_state,
-                       updated_at = excluded.updated_at",
-                )?
-                .execute(params![
-                        link.crm_entity.logical_name(),
                         link.crm_id.to_string(),
+                        link.crm_entity.logical_name(),
                         link.object.as_str(),
                         link.marketo_id,
                         link.filter.as_str(),
-                    ts(link.created_at),
-                    now,
-                ])?;
+                        ts(link.created_at),
+                        now,
+                    ])
+                };
+                match (upsert(tx), link.marketo_id) {
+                    (Ok(_), _) => {}
+                    // A Marketo id belongs to one record: a relink (qualify) moves it. Rare, so it is
+                    // handled when the unique index refuses the row (the failed statement alone is
+                    // undone; the transaction goes on).
+                    (Err(rusqlite::Error::SqliteFailure(e, _)), Some(mid))
+                        if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                    {
+                        tx.prepare_cached(
+                            "DELETE FROM links WHERE object = ?1 AND marketo_id = ?2 AND crm_id <> ?3",
+                        )?
+                        .execute(params![link.object.as_str(), mid, link.crm_id.to_string()])?;
+                        upsert(tx)?;
+                    }
+                    (Err(e), _) => return Err(e.into()),
+                }
             }
             LinkChange::Remove { crm_entity, crm_id } => {
                 tx.execute(
