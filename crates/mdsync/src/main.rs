@@ -1,4 +1,5 @@
-//! `mdsync`: the command-line entry point (emulators, quickstart, benchmarks).
+//! `mdsync`: the command-line entry point. Each subcommand returns its own exit code (see [`dispatch`]);
+//! logs go to stderr (`-v`, `--log-format json`, `RUST_LOG`) so stdout stays machine-readable.
 
 mod bench;
 mod cli_config;
@@ -43,7 +44,8 @@ enum LogFormat {
 enum Command {
     /// Run the Dataverse and Marketo emulators until SIGINT/SIGTERM.
     Emulate(emulate::EmulateArgs),
-    /// Run everything that exists end to end on the embedded defaults and say what it did.
+    /// The whole story on the embedded defaults in under a minute: emulators, seed, setup, validate,
+    /// initial sync, edits both ways, echo, conflicts, filter, dead letter; exit 0 only if all held.
     Quickstart(quickstart::QuickstartArgs),
     /// Benchmarks (printed as a table and written as JSON).
     Bench {
