@@ -3,13 +3,20 @@
 //! An [`Engine`] holds the two protocol clients and a [`mdsync_state::StateStore`]. Each
 //! [`Engine::run_cycle`]:
 //! 1. reads Marketo lead changes (mapped fields only) and deleted leads from stored paging tokens;
-//! 2. per entity (accounts, leads, contacts, opportunities, in that order), reads Dataverse changes —
-//!    the resumable initial load (change tracking, 5000-row pages), then delta links; an expired link
-//!    becomes a bounded resync that writes only differences;
+//! 2. per entity (system users, accounts, leads, contacts, opportunities, in that order), reads Dataverse
+//!    changes — the resumable initial load (change tracking, 5000-row pages; an interrupted load continues
+//!    from the committed `@odata.nextLink`), then delta links; an expired link becomes a bounded resync
+//!    that writes only differences;
 //! 3. plans each page with [`mdsync_sync_core::plan::plan_cycle`] together with the Marketo changes of the
-//!    persons it holds (so conflicts are seen), writes the ops in batches of 300 (Marketo) or 1000
-//!    (`$batch`), and commits links, fingerprints, conflicts, dead letters and the page's cursor at once;
+//!    persons it holds (so conflicts are seen), writes the ops in batches of 300 (Marketo, several calls in
+//!    flight, answers in input order) or 1000 (`$batch`), and commits links, fingerprints, conflicts, dead
+//!    letters and the page's cursor at once;
 //! 4. plans and writes the Marketo changes no page took, and commits the Marketo tokens.
+//!
+//! The initial load is pipelined: the next page is read ahead while the current one is planned, and a
+//! page's writes and commit run on their own task ([`EngineSettings::pipeline_depth`] pages at once) while
+//! the engine plans the next. Commits still happen strictly in page order. Memory is bounded by
+//! (read-ahead + planning + in-flight pages) × page size, never by the table size.
 //!
 //! **Architecture invariant:** cursors advance only after the writes they cover were acknowledged, in the
 //! same transaction as their state; writes are upserts by key (`msftId`, `externalCompanyId`,

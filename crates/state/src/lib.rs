@@ -1,6 +1,9 @@
 //! mdsync's state: links between CRM records and Marketo objects, per-field fingerprints, change-capture
 //! cursors, dead letters, the conflict log, cycle history and backlog counters.
 //!
+//! Fingerprints are stored one row per record (field names interned, a compact `field → fingerprint`
+//! map for both sides), so a synced record costs two row writes (link + fingerprints), not thirty.
+//!
 //! **Architecture invariant:** a cursor advances only in the same transaction as the link, fingerprint and
 //! dead-letter state of the writes it covers ([`StateStore::commit_cycle`]). Because every write mdsync
 //! makes is an upsert by key, a crash at any point replays at most the uncommitted batch, which converges.

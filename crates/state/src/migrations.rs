@@ -284,4 +284,70 @@ mod tests {
         assert_eq!(old, 0);
         Ok(())
     }
+
+    #[test]
+    fn version_2_links_are_rekeyed_by_crm_id() -> Result<(), StateError> {
+        let mut conn = Connection::open_in_memory()?;
+        conn.execute_batch("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TEXT NOT NULL); INSERT INTO schema_version VALUES (2, 'x');")?;
+        let Step::Sql(v1) = &STEPS[0] else {
+            panic!("step 1 is SQL");
+        };
+        conn.execute_batch(v1)?;
+        {
+            let tx = conn.transaction()?;
+            record_fingerprints(&tx)?;
+            tx.commit()?;
+        }
+        for (entity, id, object, mid) in [
+            (
+                "lead",
+                "00000000-0000-0000-0000-00000000000a",
+                "person",
+                Some(7i64),
+            ),
+            (
+                "account",
+                "00000000-0000-0000-0000-00000000000b",
+                "company",
+                None,
+            ),
+        ] {
+            conn.execute(
+                "INSERT INTO links (crm_entity, crm_id, object, marketo_id, filter_state, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 'missing', 't', 't')",
+                params![entity, id, object, mid],
+            )?;
+        }
+        migrate(&mut conn, "memory")?;
+        assert_eq!(current_version(&conn)?, LATEST);
+        let rows: Vec<(String, String, Option<i64>)> = conn
+            .prepare("SELECT crm_id, crm_entity, marketo_id FROM links ORDER BY crm_id")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        assert_eq!(
+            rows,
+            vec![
+                (
+                    "00000000-0000-0000-0000-00000000000a".into(),
+                    "lead".into(),
+                    Some(7)
+                ),
+                (
+                    "00000000-0000-0000-0000-00000000000b".into(),
+                    "account".into(),
+                    None
+                ),
+            ]
+        );
+        // The Marketo id stays unique.
+        assert!(
+            conn.execute(
+                "INSERT INTO links (crm_id, crm_entity, object, marketo_id, filter_state, created_at, updated_at)
+                 VALUES ('00000000-0000-0000-0000-00000000000c', 'contact', 'person', 7, 'missing', 't', 't')",
+                [],
+            )
+            .is_err()
+        );
+        Ok(())
+    }
 }
