@@ -41,7 +41,8 @@ impl Engine {
                         last_marketo = Some(Instant::now());
                     }
                     backoff = self.settings.poll_interval;
-                    self.settings.poll_interval
+                    // `interval_seconds = 0` must not turn into a busy loop against Dataverse.
+                    self.settings.poll_interval.max(Duration::from_millis(100))
                 }
                 Err(e) if e.is_transient() || is_quota(e) => {
                     tracing::warn!(error = %e, wait_s = backoff.as_secs_f64(), "Cycle failed; trying again later");

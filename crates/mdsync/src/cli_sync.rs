@@ -69,10 +69,10 @@ pub struct PushPersonArgs {
     pub json: bool,
 }
 
-/// The config file and the engine settings it asks for.
-/// Keeps the allocator's footprint close to the live data. glibc gives every thread that allocates its own heap arena (up to 8 per core); the engine's pages move
-/// between the runtime's workers and blocking threads, so freed memory sat in arenas other threads never
-/// reuse and the peak RSS grew with the thread count, not the page size. Two arenas keep it bounded by
+/// Keeps the allocator's footprint close to the live data. glibc gives every thread that allocates its
+/// own heap arena (up to 8 per core); the engine's pages move between the runtime's workers and blocking
+/// threads, so freed memory sat in arenas other threads never reuse and the peak RSS grew with the thread
+/// count, not the page size. Two arenas keep it bounded by
 /// the pages in flight (the same effect as `MALLOC_ARENA_MAX=2`).
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -94,6 +94,7 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// The config file and the engine settings it asks for.
 pub fn load(path: &Path) -> anyhow::Result<(mdsync_config::Config, EngineSettings)> {
     let config = mdsync_config::load(path)?;
     let mut entities = Vec::new();
