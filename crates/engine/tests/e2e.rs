@@ -595,6 +595,7 @@ async fn continuous_mode_propagates_edits_and_stops_on_shutdown() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let cycles = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let seen = std::sync::Arc::clone(&cycles);
+    let completed = std::sync::Arc::clone(&cycles);
     let runner = engine.run(
         async {
             let _ = stopped.await;
@@ -622,6 +623,15 @@ async fn continuous_mode_propagates_edits_and_stops_on_shutdown() {
                 "edit not propagated"
             );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // The write lands before the cycle that made it reports back; wait for that report so that
+        // stopping cannot race the callback.
+        while completed.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "no cycle completed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         let _ = stop.send(());
     };
