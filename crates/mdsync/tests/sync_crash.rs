@@ -36,7 +36,9 @@ async fn kill_after(pair: &Pair, ms: u64) -> bool {
             .expect("spawn mdsync");
         let deadline = Instant::now() + Duration::from_millis(ms);
         while Instant::now() < deadline {
-            if child.try_wait().expect("try_wait").is_some() {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                // A run that ends before its kill point must have completed its cycle, not failed.
+                assert!(status.success(), "sync --once exited early with {status}");
                 return false;
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -93,7 +95,8 @@ async fn sigkill_anywhere_then_restart_converges() {
     pair.seed_crm(json!({"seed": 5, "accounts": 20, "leads": 1200, "contacts": 600}))
         .await;
     let mut rng = Rng(0x5eed_2026_1124);
-    let mut killed = 0;
+    let mut killed_initial = 0u32;
+    let mut killed_incremental = 0u32;
     // Latency on every API call makes a run last seconds whatever the machine's speed, so the kill
     // points land inside the runs (writes, reads and commits alike).
     slow_down(&pair, true).await;
@@ -103,7 +106,7 @@ async fn sigkill_anywhere_then_restart_converges() {
         let ms = rng.below(150, 2000);
         let k = kill_after(&pair, ms).await;
         eprintln!("run killed after {ms} ms: {k}");
-        killed += k as u32;
+        killed_initial += k as u32;
     }
     // Killed runs committed part of the load (the restart resumes it rather than starting over).
     let status: Value =
@@ -156,13 +159,15 @@ async fn sigkill_anywhere_then_restart_converges() {
         let ms = rng.below(100, 900);
         let k = kill_after(&pair, ms).await;
         eprintln!("run killed after {ms} ms: {k}");
-        killed += k as u32;
+        killed_incremental += k as u32;
     }
     slow_down(&pair, false).await;
     converge(&pair).await;
+    // Kill points are random and a resumed load shrinks, so some runs may finish first (they must have
+    // succeeded, see `kill_after`); most must have been killed mid-way in both phases.
     assert!(
-        killed >= 7,
-        "only {killed} runs were actually killed mid-way"
+        killed_initial >= 3 && killed_incremental >= 1,
+        "too few runs killed mid-way: {killed_initial}/5 initial, {killed_incremental}/3 incremental"
     );
 
     // Every lead and contact: one person, fields equal to the expected winner on both sides.
