@@ -63,30 +63,37 @@ struct CrmAttribute {
     lookup: bool,
 }
 
-fn crm_type(attr: &Value) -> (Option<CrmFieldType>, bool) {
+/// The options of an expanded `OptionSet` (`Options[].Value` and the user-localized label).
+fn option_values(option_set: &Value) -> Vec<OptionValue> {
+    option_set
+        .get("Options")
+        .and_then(Value::as_array)
+        .map(|opts| {
+            opts.iter()
+                .filter_map(|o| {
+                    let value = o.get("Value")?.as_i64()?;
+                    let label = o
+                        .pointer("/Label/UserLocalizedLabel/Label")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
+                    Some(OptionValue { value, label })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A choice column's options come from `options` (read through the typed casts), never from the
+/// attribute list itself: the real service leaves `OptionSet` out there.
+fn crm_type(
+    attr: &Value,
+    options: &HashMap<String, Vec<OptionValue>>,
+) -> (Option<CrmFieldType>, bool) {
     let kind = attr
         .get("AttributeType")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let options = || {
-        attr.get("OptionSet")
-            .and_then(|o| o.get("Options"))
-            .and_then(Value::as_array)
-            .map(|opts| {
-                opts.iter()
-                    .filter_map(|o| {
-                        let value = o.get("Value")?.as_i64()?;
-                        let label = o
-                            .pointer("/Label/UserLocalizedLabel/Label")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_owned();
-                        Some(OptionValue { value, label })
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default()
-    };
     match kind {
         "String" | "Memo" => (
             Some(CrmFieldType::String {
@@ -98,7 +105,13 @@ fn crm_type(attr: &Value) -> (Option<CrmFieldType>, bool) {
             false,
         ),
         "Picklist" | "State" | "Status" => {
-            (Some(CrmFieldType::Choice { options: options() }), false)
+            let options = attr
+                .get("LogicalName")
+                .and_then(Value::as_str)
+                .and_then(|name| options.get(name))
+                .cloned()
+                .unwrap_or_default();
+            (Some(CrmFieldType::Choice { options }), false)
         }
         "Boolean" => (Some(CrmFieldType::Boolean), false),
         "Integer" => (Some(CrmFieldType::Integer), false),
@@ -135,11 +148,12 @@ async fn crm_attributes(
         .get("value")
         .and_then(Value::as_array)
         .ok_or_else(|| EngineError::Protocol("attribute metadata without `value`".into()))?;
+    let options = crm_option_sets(crm, entity).await?;
     Ok(items
         .iter()
         .filter_map(|a| {
             let logical_name = a.get("LogicalName")?.as_str()?.to_owned();
-            let (ty, lookup) = crm_type(a);
+            let (ty, lookup) = crm_type(a, &options);
             Some(CrmAttribute {
                 logical_name,
                 ty,
@@ -147,6 +161,51 @@ async fn crm_attributes(
             })
         })
         .collect())
+}
+
+/// The metadata types whose `OptionSet` the engine reads (the choice columns plus two-option columns).
+const OPTION_SET_CASTS: [&str; 4] = [
+    "PicklistAttributeMetadata",
+    "StatusAttributeMetadata",
+    "StateAttributeMetadata",
+    "BooleanAttributeMetadata",
+];
+
+/// Each choice column's options, read the way the real Web API serves them: through a cast to the
+/// attribute's metadata type with `$expand=OptionSet` (the plain `Attributes` list omits option sets).
+async fn crm_option_sets(
+    crm: &CrmClient,
+    entity: CrmEntity,
+) -> Result<HashMap<String, Vec<OptionValue>>, EngineError> {
+    let mut out = HashMap::new();
+    for cast in OPTION_SET_CASTS {
+        // Two-option columns carry `TrueOption`/`FalseOption`, not `Options`.
+        let options = if cast == "BooleanAttributeMetadata" {
+            "TrueOption,FalseOption"
+        } else {
+            "Options"
+        };
+        let body = crm
+            .get_json(&format!(
+                "EntityDefinitions(LogicalName='{}')/Attributes/Microsoft.Dynamics.CRM.{cast}?$select=LogicalName&$expand=OptionSet($select={options})",
+                entity.logical_name()
+            ))
+            .await?;
+        let items = body
+            .get("value")
+            .and_then(Value::as_array)
+            .ok_or_else(|| EngineError::Protocol(format!("{cast} metadata without `value`")))?;
+        for a in items {
+            let (Some(name), Some(set)) = (
+                a.get("LogicalName").and_then(Value::as_str),
+                a.get("OptionSet"),
+            ) else {
+                continue;
+            };
+            out.insert(name.to_owned(), option_values(set));
+        }
+    }
+    Ok(out)
 }
 
 /// The column name a Web API row carries for an attribute (`_x_value` for lookups).

@@ -52,6 +52,23 @@ async fn initial_load_lands_in_marketo_with_msft_fields() {
         assert_eq!(p["lastName"], row["lastname"]);
         assert_eq!(p["email"], row["emailaddress1"]);
         assert!(p["msftCreatedDate"].is_string(), "{p:?}");
+        // Choice columns arrive as their labels (option sets read through the metadata casts).
+        let choices = env
+            .person(*id, &["msftPersonStatus", "msftStatusReason", "leadSource"])
+            .await;
+        assert_eq!(choices["msftPersonStatus"], "Open", "{choices:?}");
+        assert!(
+            matches!(
+                choices["msftStatusReason"].as_str(),
+                Some("New" | "Contacted")
+            ),
+            "{choices:?}"
+        );
+        let source = choices["leadSource"].as_str().unwrap_or_default();
+        assert!(
+            !source.is_empty() && source.parse::<i64>().is_err(),
+            "leadSource is a label: {choices:?}"
+        );
     }
     for id in contacts.iter().take(5) {
         let p = env.person(*id, &["msftType", "externalCompanyId"]).await;
