@@ -18,7 +18,9 @@
 //!   `$top`/`$count`/`/$count`, paging, change tracking, `$batch`, `CreateMultiple`/
 //!   `UpdateMultiple`/`UpsertMultiple`, `$ref` associations, basic `?fetchXml=` (see
 //!   [`api::fetch`]), `EntityDefinitions` with custom columns, casts, `$expand` of
-//!   `Attributes`/`OptionSet`/`GlobalOptionSet`/`Keys`, and `Keys` (list, get, create).
+//!   `Attributes`/`OptionSet`/`GlobalOptionSet`/`Keys`, and `Keys` (list, get, create),
+//!   `leads(<id>)/Microsoft.Dynamics.CRM.QualifyLead` (see [`api::qualify`]) and `Merge` for
+//!   accounts, contacts and leads (see [`api::merge`]).
 //!   Tables: `accounts`, `contacts`, `leads`, `opportunities`, `systemusers`, `roles`, `teams`,
 //!   `businessunits`, `organizations`, `usersettingscollection` (keyed by `systemuserid`),
 //!   `solutions`, `solutioncomponents`, `sdkmessageprocessingsteps`, `mkt_marketoconfigs`.
@@ -40,6 +42,9 @@
 //!   column with a string (or the reverse) is a 400 like the service.
 //! - Metadata: `OptionSet` is also returned inline on choice/boolean attributes without `$expand`
 //!   (the real service needs `$expand=OptionSet`; mdsync-engine currently relies on the inline form).
+//! - Lead lifecycle columns: `originatingleadid` on accounts, contacts and opportunities (set by
+//!   `QualifyLead`, also bindable), `qualifyingopportunityid` on leads, `merged`/`masterid` on
+//!   accounts, contacts and leads (read-only, set by `Merge`).
 //! - `FormattedValue` annotations (when asked for) cover choices, status, booleans, money and
 //!   lookups (the target record's primary name).
 //! - The Marketo configuration table's names (`mkt_marketoconfig`, `mkt_marketouserid`) are

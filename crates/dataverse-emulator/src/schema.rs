@@ -513,6 +513,13 @@ impl Builder {
             },
         )
     }
+    /// `merged` and `masterid` (the record a merged row was folded into); set only by `Merge`.
+    fn merge_columns(self, entity: &str) -> Self {
+        self.t("merged", ColumnType::Boolean)
+            .readonly("merged")
+            .lookup("masterid", &[entity])
+            .readonly("masterid")
+    }
     fn address(self) -> Self {
         self.s("address1_line1", 250)
             .s("address1_line2", 250)
@@ -600,6 +607,8 @@ pub fn builtin_entities() -> Vec<EntityDef> {
             .memo("description", 2000)
             .lookup("primarycontactid", &["contact"])
             .lookup("parentaccountid", &["account"])
+            .lookup("originatingleadid", &["lead"])
+            .merge_columns("account")
             .owner()
             .active_inactive()
             .key(&["accountnumber"])
@@ -619,6 +628,8 @@ pub fn builtin_entities() -> Vec<EntityDef> {
             .t("donotemail", ColumnType::Boolean)
             .memo("description", 2000)
             .lookup("parentcustomerid", &["account", "contact"])
+            .lookup("originatingleadid", &["lead"])
+            .merge_columns("contact")
             .owner()
             .active_inactive()
             .build(),
@@ -651,6 +662,9 @@ pub fn builtin_entities() -> Vec<EntityDef> {
             .s("mkt_leadinterestingmomentsource", 100)
             .lookup("parentaccountid", &["account"])
             .lookup("parentcontactid", &["contact"])
+            .lookup("qualifyingopportunityid", &["opportunity"])
+            .readonly("qualifyingopportunityid")
+            .merge_columns("lead")
             .owner()
             .state(
                 &[(0, "Open"), (1, "Qualified"), (2, "Disqualified")],
@@ -674,6 +688,7 @@ pub fn builtin_entities() -> Vec<EntityDef> {
             .lookup("customerid", &["account", "contact"])
             .lookup("parentaccountid", &["account"])
             .lookup("parentcontactid", &["contact"])
+            .lookup("originatingleadid", &["lead"])
             .owner()
             .state(
                 &[(0, "Open"), (1, "Won"), (2, "Lost")],

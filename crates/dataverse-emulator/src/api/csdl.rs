@@ -245,6 +245,8 @@ pub fn metadata(ctx: &mut Ctx<'_>, req: &Req) -> ApiResult<Reply> {
     x.push_str(r#"<Function Name="WhoAmI"><ReturnType Type="mscrm.WhoAmIResponse" Nullable="false"/></Function>"#);
     x.push_str(r#"<Function Name="RetrieveVersion"><ReturnType Type="mscrm.RetrieveVersionResponse" Nullable="false"/></Function>"#);
     x.push_str(r#"<Action Name="PublishAllXml"/>"#);
+    x.push_str(r#"<Action Name="QualifyLead" IsBound="true"><Parameter Name="entity" Type="mscrm.lead" Nullable="false"/><Parameter Name="CreateAccount" Type="Edm.Boolean" Nullable="false"/><Parameter Name="CreateContact" Type="Edm.Boolean" Nullable="false"/><Parameter Name="CreateOpportunity" Type="Edm.Boolean" Nullable="false"/><Parameter Name="OpportunityCurrencyId" Type="mscrm.crmbaseentity"/><Parameter Name="OpportunityCustomerId" Type="mscrm.crmbaseentity"/><Parameter Name="SourceCampaignId" Type="mscrm.crmbaseentity"/><Parameter Name="Status" Type="Edm.Int32" Nullable="false"/><Parameter Name="SuppressDuplicateDetection" Type="Edm.Boolean"/><ReturnType Type="Collection(mscrm.crmbaseentity)" Nullable="false"/></Action>"#);
+    x.push_str(r#"<Action Name="Merge"><Parameter Name="Target" Type="mscrm.crmbaseentity" Nullable="false"/><Parameter Name="Subordinate" Type="mscrm.crmbaseentity" Nullable="false"/><Parameter Name="UpdateContent" Type="mscrm.crmbaseentity" Nullable="false"/><Parameter Name="PerformParentingChecks" Type="Edm.Boolean" Nullable="false"/></Action>"#);
     for (op, ret) in [
         ("CreateMultiple", Some("mscrm.CreateMultipleResponse")),
         ("UpdateMultiple", None),
@@ -272,7 +274,7 @@ pub fn metadata(ctx: &mut Ctx<'_>, req: &Req) -> ApiResult<Reply> {
         x.push_str("</EntitySet>");
     }
     x.push_str(r#"<EntitySet Name="EntityDefinitions" EntityType="Microsoft.Dynamics.CRM.EntityMetadata"/>"#);
-    x.push_str(r#"<FunctionImport Name="WhoAmI" Function="Microsoft.Dynamics.CRM.WhoAmI"/><FunctionImport Name="RetrieveVersion" Function="Microsoft.Dynamics.CRM.RetrieveVersion"/><ActionImport Name="PublishAllXml" Action="Microsoft.Dynamics.CRM.PublishAllXml"/>"#);
+    x.push_str(r#"<FunctionImport Name="WhoAmI" Function="Microsoft.Dynamics.CRM.WhoAmI"/><FunctionImport Name="RetrieveVersion" Function="Microsoft.Dynamics.CRM.RetrieveVersion"/><ActionImport Name="PublishAllXml" Action="Microsoft.Dynamics.CRM.PublishAllXml"/><ActionImport Name="Merge" Action="Microsoft.Dynamics.CRM.Merge"/>"#);
     x.push_str("</EntityContainer></Schema></edmx:DataServices></edmx:Edmx>");
     Ok(Reply {
         status: StatusCode::OK,

@@ -1,4 +1,4 @@
-//! Unbound functions and actions: `WhoAmI`, `RetrieveVersion`, `PublishAllXml`.
+//! Unbound functions and actions: `WhoAmI`, `RetrieveVersion`, `PublishAllXml`, `Merge`.
 
 use axum::http::{Method, StatusCode};
 use serde_json::json;
@@ -51,6 +51,10 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Req, segs: &[Segment]) -> ApiResult<Optio
                 rusqlite::params![crate::records::now_string(), ctx.caller.user_id],
             )?;
             Reply::no_content()
+        }
+        "Merge" => {
+            expect(req, Method::POST)?;
+            super::merge::merge(ctx, req)?
         }
         _ => return Ok(None),
     };

@@ -9,7 +9,9 @@ pub mod entitydefs;
 pub mod expand;
 pub mod fetch;
 pub mod functions;
+pub mod merge;
 pub mod multiple;
+pub mod qualify;
 pub mod query;
 pub mod refs;
 
@@ -228,6 +230,16 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Req) -> ApiResult<Reply> {
             Method::DELETE => crud::delete(ctx, req, &def, key),
             _ => Err(ApiError::method_not_allowed()),
         },
+        (Some(key), 2)
+            if def.logical_name == "lead"
+                && segs[1].name == "Microsoft.Dynamics.CRM.QualifyLead"
+                && segs[1].key.is_none() =>
+        {
+            match req.method {
+                Method::POST => qualify::qualify_lead(ctx, req, &def, key),
+                _ => Err(ApiError::method_not_allowed()),
+            }
+        }
         (Some(key), _) => refs::handle(ctx, req, &def, key, &segs[1..]),
         _ => Err(ApiError::segment_not_found(&segs[1].name)),
     }
