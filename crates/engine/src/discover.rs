@@ -10,7 +10,7 @@ use mdsync_sync_core::mapping::{
     ConflictPolicy, Direction, EntityMapping, FieldMapping, MSFT_ID, MSFT_IS_DELETED, MSFT_TYPE,
     Mappings,
 };
-use mdsync_sync_core::plan::Schema;
+use mdsync_sync_core::plan::{MASTER, MERGED, Schema};
 use mdsync_sync_core::record::{CrmEntity, MarketoObject};
 use serde_json::Value;
 use uuid::Uuid;
@@ -439,8 +439,12 @@ pub async fn discover(
                 cols.push(f.crm.clone());
             }
         }
+        // Qualify and merge (§4) need the lead's state, the contact's originating lead and the
+        // subordinate's merge flag, whatever the mapping says.
         let extra: &[&str] = match entity {
-            CrmEntity::Contact => &[ORIGINATING_LEAD],
+            CrmEntity::Lead => &["statecode", MERGED, MASTER],
+            CrmEntity::Contact => &[ORIGINATING_LEAD, MERGED, MASTER],
+            CrmEntity::Account => &[MERGED, MASTER],
             CrmEntity::Opportunity => &[CUSTOMER],
             _ => &[],
         };

@@ -84,6 +84,13 @@ pub enum Mode {
     Incremental,
 }
 
+/// Dataverse's merge flag: set on the subordinate record of a `Merge`.
+pub const MERGED: &str = "merged";
+/// The subordinate's master after a `Merge`.
+pub const MASTER: &str = "_masterid_value";
+/// A lead's `statecode` once qualified.
+pub const LEAD_QUALIFIED: i64 = 1;
+
 /// One batch to plan.
 ///
 /// Conflicts are detected within one call only: pass a page of CRM changes together with the Marketo
@@ -191,6 +198,11 @@ pub enum SkipReason {
     EntityNotMapped,
     /// Push: the person is already linked or its email already exists in Dynamics.
     AlreadyInCrm,
+    /// A merged-away record (`merged = true`) that has no person: it is never created.
+    Merged,
+    /// A qualified lead with no person of its own (its person became the contact, or it never synced):
+    /// it is not created again.
+    Qualified,
 }
 
 /// A change that produced no write.
@@ -420,6 +432,38 @@ impl<'a> Planner<'a> {
             return;
         };
         let link = self.input.links.by_crm(record.id);
+        // Merge: the subordinate is deactivated and points at its master; the master syncs by its own
+        // flag (§4: the winner decides), the subordinate's person is marked deleted and unlinked.
+        if record.fields.get(MERGED) == Some(&Value::Bool(true)) {
+            if link.is_some() {
+                self.crm_delete(entity, record.id);
+            } else {
+                self.skip(
+                    entity,
+                    Some(record.id),
+                    None,
+                    Flow::ToMarketo,
+                    SkipReason::Merged,
+                );
+            }
+            return;
+        }
+        // Qualify: once the contact took over the lead's person the lead has no link; a later change of
+        // the qualified lead must not create a second person.
+        if entity == CrmEntity::Lead
+            && link.is_none()
+            && self.input.mode != Mode::Initial
+            && record.fields.get("statecode").and_then(Value::as_i64) == Some(LEAD_QUALIFIED)
+        {
+            self.skip(
+                entity,
+                Some(record.id),
+                None,
+                Flow::ToMarketo,
+                SkipReason::Qualified,
+            );
+            return;
+        }
         let filter = if self.settings.filter_enabled {
             FilterValue::from_field(record.fields.get(FILTER_FIELD))
         } else {

@@ -914,6 +914,73 @@ fn qualify_moves_the_lead_person_to_the_contact() {
 }
 
 #[test]
+fn qualified_leads_without_a_person_are_not_created_again() {
+    let s = Scenario::new(true, vec![], vec![]);
+    let lead = record(
+        CrmEntity::Lead,
+        1,
+        HUMAN,
+        json!({"lastname": "Lovelace", "statecode": 1}),
+    );
+    let plan = s.plan(Mode::Incremental, &[CrmChange::Upsert(lead.clone())], &[]);
+    assert!(plan.ops.is_empty());
+    assert_eq!(plan.skips[0].reason, SkipReason::Qualified);
+    // The initial load still brings historic qualified leads over; an open lead is created as usual.
+    let plan = s.plan(Mode::Initial, &[CrmChange::Upsert(lead.clone())], &[]);
+    assert_eq!(plan.ops[0].kind, OpKind::CreatePerson);
+    let open = record(
+        CrmEntity::Lead,
+        1,
+        HUMAN,
+        json!({"lastname": "Lovelace", "statecode": 0}),
+    );
+    let plan = s.plan(Mode::Incremental, &[CrmChange::Upsert(open)], &[]);
+    assert_eq!(plan.ops[0].kind, OpKind::CreatePerson);
+}
+
+#[test]
+fn merged_subordinates_are_marked_and_unlinked_never_created() {
+    let s = Scenario::new(
+        true,
+        vec![link(CrmEntity::Contact, 2, Some(700), FilterValue::True)],
+        vec![],
+    );
+    let merged = |n: u128, flag: bool| {
+        record(
+            CrmEntity::Contact,
+            n,
+            HUMAN,
+            json!({"lastname": "Loser", "merged": true, "_masterid_value": Uuid::from_u128(1).to_string(), "new_synctomkto": flag}),
+        )
+    };
+    // Linked loser (whatever its flag): its person is marked deleted and the link dropped.
+    for flag in [true, false] {
+        let plan = s.plan(
+            Mode::Incremental,
+            &[CrmChange::Upsert(merged(2, flag))],
+            &[],
+        );
+        assert_eq!(
+            plan.ops[0].kind,
+            OpKind::MarkPersonDeleted { marketo_id: 700 }
+        );
+        assert_eq!(payload(&plan, 0)["msftIsDeleted"], json!(true));
+        assert!(plan.ops[0].on_success.links.iter().any(|l| matches!(
+            l,
+            LinkChange::Remove { crm_id, .. } if *crm_id == Uuid::from_u128(2)
+        )));
+    }
+    // An unlinked loser is never created, even flagged Yes.
+    let plan = s.plan(
+        Mode::Incremental,
+        &[CrmChange::Upsert(merged(3, true))],
+        &[],
+    );
+    assert!(plan.ops.is_empty());
+    assert_eq!(plan.skips[0].reason, SkipReason::Merged);
+}
+
+#[test]
 fn opportunities_get_contact_roles() {
     let s = Scenario::new(
         false,
