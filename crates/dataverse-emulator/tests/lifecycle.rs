@@ -571,3 +571,68 @@ async fn merge_errors_and_privileges() {
     .await;
     assert_eq!(r.status(), 403);
 }
+
+async fn batch(env: &Env, body: String) -> (u16, String) {
+    let r = env
+        .http
+        .post(format!("{}$batch", env.api))
+        .bearer_auth(&env.admin_token)
+        .header("Content-Type", "multipart/mixed;boundary=b")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    (s, r.text().await.unwrap())
+}
+
+/// A change set with `QualifyLead` then `Merge`.
+fn change_set(lead: &str, merge: &Value) -> String {
+    let part = |cid: u32, line: &str, body: &str| {
+        format!(
+            "--c\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: {cid}\r\n\r\n{line} HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{body}\r\n"
+        )
+    };
+    format!(
+        "--b\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\n{}{}--c--\r\n--b--\r\n",
+        part(
+            1,
+            &format!("POST leads({lead})/Microsoft.Dynamics.CRM.QualifyLead"),
+            &qualify_body(false, true, false).to_string()
+        ),
+        part(2, "POST Merge", &merge.to_string())
+    )
+}
+
+#[tokio::test]
+async fn qualify_and_merge_in_a_batch_change_set_are_atomic() {
+    let env = start().await;
+    let lead = env
+        .create("leads", json!({"firstname": "Bat", "lastname": "Ch"}))
+        .await;
+    let c1 = env.create("contacts", json!({"lastname": "C1"})).await;
+    let c2 = env.create("contacts", json!({"lastname": "C2"})).await;
+    // The merge fails (unknown column), so the qualification rolls back too.
+    let bad = merge_body("contact", "contactid", &c1, &c2, json!({"nosuch": 1}));
+    let (s, text) = batch(&env, change_set(&lead, &bad)).await;
+    assert_eq!(s, 400, "{text}");
+    let (_, l) = env.get(&format!("leads({lead})")).await;
+    assert_eq!(l["statecode"], 0, "rolled back");
+    let (_, n) = env
+        .get(&format!(
+            "contacts?$select=fullname&$filter=_originatingleadid_value eq {lead}"
+        ))
+        .await;
+    assert_eq!(n["value"].as_array().unwrap().len(), 0);
+    // Both succeed together.
+    let good = merge_body("contact", "contactid", &c1, &c2, json!({}));
+    let (s, text) = batch(&env, change_set(&lead, &good)).await;
+    assert_eq!(s, 200, "{text}");
+    assert!(text.contains("HTTP/1.1 200 OK"), "{text}");
+    assert!(text.contains("HTTP/1.1 204 No Content"), "{text}");
+    assert!(text.contains("#Microsoft.Dynamics.CRM.contact"), "{text}");
+    let (_, l) = env.get(&format!("leads({lead})")).await;
+    assert_eq!(l["statecode"], 1);
+    let (_, c) = env.get(&format!("contacts({c2})")).await;
+    assert_eq!(c["merged"], true);
+}
