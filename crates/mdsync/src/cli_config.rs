@@ -71,11 +71,31 @@ pub async fn run(args: ConfigArgs) -> anyhow::Result<()> {
     let text = mdsync_config::render(&values);
     // Check the result loads before writing it.
     mdsync_config::parse(&args.config, &text).context("the generated config does not load")?;
-    std::fs::write(&args.config, text)
+    write_private(&args.config, &text)
         .with_context(|| format!("writing {}", args.config.display()))?;
     println!(
         "wrote {} (it holds client secrets: keep it private)",
         args.config.display()
     );
     Ok(())
+}
+
+/// Writes a file only its owner can read: the config holds client secrets.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let mut file = options.open(path)?;
+        // An existing file keeps its old mode on open: tighten it too.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.write_all(text.as_bytes())
+    }
+    #[cfg(not(unix))]
+    {
+        options.open(path)?.write_all(text.as_bytes())
+    }
 }

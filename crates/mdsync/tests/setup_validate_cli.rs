@@ -79,6 +79,15 @@ async fn init_from_print_json_then_setup_then_validate_passes() {
     init.insert(3, described.display().to_string());
     let out = mdsync(init.clone()).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&config)
+            .expect("config")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the config holds secrets: owner-only");
+    }
     let out = mdsync(init).await;
     assert_ne!(
         out.status.code(),
