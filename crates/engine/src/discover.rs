@@ -138,17 +138,18 @@ async fn crm_attributes(
     crm: &CrmClient,
     entity: CrmEntity,
 ) -> Result<Vec<CrmAttribute>, EngineError> {
-    let body = crm
-        .get_json(&format!(
-            "EntityDefinitions(LogicalName='{}')/Attributes",
-            entity.logical_name()
-        ))
-        .await?;
+    let path = format!(
+        "EntityDefinitions(LogicalName='{}')/Attributes",
+        entity.logical_name()
+    );
+    let (body, options) = tokio::try_join!(
+        async { crm.get_json(&path).await.map_err(EngineError::from) },
+        crm_option_sets(crm, entity)
+    )?;
     let items = body
         .get("value")
         .and_then(Value::as_array)
         .ok_or_else(|| EngineError::Protocol("attribute metadata without `value`".into()))?;
-    let options = crm_option_sets(crm, entity).await?;
     Ok(items
         .iter()
         .filter_map(|a| {
@@ -177,8 +178,8 @@ async fn crm_option_sets(
     crm: &CrmClient,
     entity: CrmEntity,
 ) -> Result<HashMap<String, Vec<OptionValue>>, EngineError> {
-    let mut out = HashMap::new();
-    for cast in OPTION_SET_CASTS {
+    // One round trip for all four casts (discovery latency matters: every run starts with it).
+    let bodies = futures::future::try_join_all(OPTION_SET_CASTS.map(|cast| async move {
         // Two-option columns carry `TrueOption`/`FalseOption`, not `Options`.
         let options = if cast == "BooleanAttributeMetadata" {
             "TrueOption,FalseOption"
@@ -191,6 +192,11 @@ async fn crm_option_sets(
                 entity.logical_name()
             ))
             .await?;
+        Ok::<_, EngineError>((cast, body))
+    }))
+    .await?;
+    let mut out = HashMap::new();
+    for (cast, body) in bodies {
         let items = body
             .get("value")
             .and_then(Value::as_array)
