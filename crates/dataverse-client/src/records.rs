@@ -156,17 +156,7 @@ impl Client {
             }
             relative.push_str(&format!("?$select={}", columns.join(",")));
         }
-        let response = self
-            .call(
-                Method::GET,
-                &relative,
-                HeaderMap::new(),
-                None,
-                operation.clone(),
-                true,
-            )
-            .await?;
-        decode_json(&response, &operation)
+        self.get_decoded(&relative, &operation).await
     }
 
     /// `POST entity_set`; the new id comes from `OData-EntityId`.
@@ -375,17 +365,7 @@ impl Client {
         let operation = format!("call function {name}");
         check_name(name, "function", &operation)?;
         let relative = function_call(name, params, &operation)?;
-        let response = self
-            .call(
-                Method::GET,
-                &relative,
-                HeaderMap::new(),
-                None,
-                operation.clone(),
-                true,
-            )
-            .await?;
-        decode_json(&response, &operation)
+        self.get_decoded(&relative, &operation).await
     }
 
     /// A function bound to a record: `GET entity_set(key)/Microsoft.Dynamics.CRM.Name(...)`.
@@ -404,17 +384,7 @@ impl Client {
             record_path(entity_set, &key, &operation)?,
             function_call(name, params, &operation)?
         );
-        let response = self
-            .call(
-                Method::GET,
-                &relative,
-                HeaderMap::new(),
-                None,
-                operation.clone(),
-                true,
-            )
-            .await?;
-        decode_json(&response, &operation)
+        self.get_decoded(&relative, &operation).await
     }
 
     /// An unbound action: `POST Name` with JSON parameters; `None` when it answers 204.
@@ -425,17 +395,7 @@ impl Client {
     ) -> Result<Option<Value>, DataverseError> {
         let operation = format!("call action {name}");
         check_name(name, "action", &operation)?;
-        let response = self
-            .call(
-                Method::POST,
-                name,
-                HeaderMap::new(),
-                params,
-                operation.clone(),
-                false,
-            )
-            .await?;
-        optional_json(&response, &operation)
+        self.post_action(name, params, &operation).await
     }
 
     /// An action bound to a record: `POST entity_set(key)/Microsoft.Dynamics.CRM.Name`.
@@ -450,17 +410,46 @@ impl Client {
         let operation = format!("call action {name} on {}", key.describe(entity_set));
         check_name(name, "action", &operation)?;
         let relative = format!("{}/{name}", record_path(entity_set, &key, &operation)?);
+        self.post_action(&relative, params, &operation).await
+    }
+
+    /// A read (function call or raw GET) decoded as JSON; reads are safe to retry.
+    async fn get_decoded<T: serde::de::DeserializeOwned>(
+        &self,
+        relative: &str,
+        operation: &str,
+    ) -> Result<T, DataverseError> {
+        let response = self
+            .call(
+                Method::GET,
+                relative,
+                HeaderMap::new(),
+                None,
+                operation.to_owned(),
+                true,
+            )
+            .await?;
+        decode_json(&response, operation)
+    }
+
+    /// An action (bound or unbound); actions may have effects, so no blind retries.
+    async fn post_action(
+        &self,
+        relative: &str,
+        params: Option<&Value>,
+        operation: &str,
+    ) -> Result<Option<Value>, DataverseError> {
         let response = self
             .call(
                 Method::POST,
-                &relative,
+                relative,
                 HeaderMap::new(),
                 params,
-                operation.clone(),
+                operation.to_owned(),
                 false,
             )
             .await?;
-        optional_json(&response, &operation)
+        optional_json(&response, operation)
     }
 
     /// `CreateMultiple` (atomic on standard tables): returns the new ids in target order.
@@ -570,17 +559,7 @@ impl Client {
     /// excluded: JSON only). `relative` is below the API root and must already be encoded.
     pub async fn get_json(&self, relative: &str) -> Result<Value, DataverseError> {
         let operation = format!("GET {}", relative.split('?').next().unwrap_or(relative));
-        let response = self
-            .call(
-                Method::GET,
-                relative,
-                HeaderMap::new(),
-                None,
-                operation.clone(),
-                true,
-            )
-            .await?;
-        decode_json(&response, &operation)
+        self.get_decoded(relative, &operation).await
     }
 
     /// Escape hatch for writes: any method, JSON body, JSON (or no) answer. Treated as not idempotent

@@ -402,7 +402,7 @@ pub mod bench {
         /// Marketo calls per day mdsync may spend (sets the Marketo poll interval).
         #[arg(long, default_value_t = 50_000)]
         pub marketo_daily_budget: u64,
-        /// Initial-load pages written while the next is planned (engine default: 2).
+        /// Initial-load pages written while the next is planned (engine default: 1).
         #[arg(long)]
         pub pipeline_depth: Option<usize>,
         /// Marketo write calls in flight per batch (engine default: 5).
